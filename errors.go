@@ -1,0 +1,63 @@
+package uts
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an error by what the caller can do about it. The HTTP layer maps each kind
+// to a status code in one place; everything below it only says which kind an error is.
+type Kind int
+
+const (
+	KindInternal     Kind = iota // a bug or an unexpected failure: 500
+	KindMalformed                // the body is not JSON: 400
+	KindInvalid                  // JSON that breaks the schema: 422
+	KindTooLarge                 // over a size limit: 413
+	KindUnsupported              // not a JSON content type: 415
+	KindUnauthorized             // missing or wrong token: 401
+	KindUnavailable              // full queue or a backend down; retry later: 503
+)
+
+// FieldError names one bad field of one event in a batch.
+type FieldError struct {
+	Index   int    `json:"index"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error is an error with a Kind, and for KindInvalid the fields at fault.
+type Error struct {
+	Kind    Kind
+	Message string
+	Details []FieldError
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Message, e.Err)
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error of the given kind.
+func Errorf(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unavailable wraps err as KindUnavailable: the caller should retry later.
+func Unavailable(message string, err error) *Error {
+	return &Error{Kind: KindUnavailable, Message: message, Err: err}
+}
+
+// KindOf returns the kind of err, KindInternal where err carries none.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}

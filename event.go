@@ -1,0 +1,52 @@
+// Package uts holds the domain of the UTS Event System: the event, its validation and
+// canonical form, and the interfaces (Store, Broker) that the subpackages implement.
+// It imports nothing of the project's own, so every other package can depend on it.
+package uts
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Event is one published fact. (Topic, EventID) is its identity: the system stores each
+// identity once, however often it is published.
+type Event struct {
+	Topic     string          `json:"topic"`
+	EventID   string          `json:"event_id"`
+	Timestamp time.Time       `json:"timestamp"`
+	Source    string          `json:"source"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// Key is the identity of an event.
+type Key struct {
+	Topic   string
+	EventID string
+}
+
+// Key returns the event's identity.
+func (e Event) Key() Key { return Key{Topic: e.Topic, EventID: e.EventID} }
+
+// ContentHash identifies the event's content, so that a retry (same content) can be told
+// apart from a conflicting duplicate (same key, other content). The decoder has already put
+// the payload in canonical form and the timestamp in UTC, so equal events hash equally
+// whatever their key order, white space or time zone was on the wire.
+func (e Event) ContentHash() string {
+	h := sha256.New()
+	for _, s := range []string{e.Topic, e.EventID, e.Source, e.Timestamp.UTC().Format(time.RFC3339Nano)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write(e.Payload)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// StoredEvent is an event as the store keeps it.
+type StoredEvent struct {
+	Event
+	ProcessedAt time.Time `json:"processed_at"`
+	// Cursor orders events by processing; a page's last Cursor is the next page's After.
+	Cursor int64 `json:"-"`
+}

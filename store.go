@@ -1,0 +1,112 @@
+package uts
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Outcome is what storing one event did.
+type Outcome uint8
+
+const (
+	// OutcomeNew: the event's key was not stored before; it is now.
+	OutcomeNew Outcome = iota + 1
+	// OutcomeDuplicate: the key was stored already, with the same content (a retry).
+	OutcomeDuplicate
+	// OutcomeConflict: the key was stored already with other content (a producer bug).
+	// It is dropped like any duplicate; the first event stored wins.
+	OutcomeConflict
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeNew:
+		return "new"
+	case OutcomeDuplicate:
+		return "duplicate"
+	case OutcomeConflict:
+		return "conflict"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// Tally counts outcomes.
+type Tally struct {
+	Unique     int
+	Duplicates int // including conflicts
+	Conflicts  int
+}
+
+// TallyOf counts a batch's outcomes.
+func TallyOf(outcomes []Outcome) Tally {
+	var t Tally
+	for _, o := range outcomes {
+		switch o {
+		case OutcomeNew:
+			t.Unique++
+		case OutcomeConflict:
+			t.Conflicts++
+			t.Duplicates++
+		default:
+			t.Duplicates++
+		}
+	}
+	return t
+}
+
+// EventQuery selects a page of stored events in processing order.
+type EventQuery struct {
+	Topic string // "" for every topic
+	After int64  // a Cursor; 0 for the start
+	Limit int
+}
+
+// Counters are the store's running totals. Once nothing is in flight,
+// Received == UniqueProcessed + DuplicateDropped + DeadLettered.
+type Counters struct {
+	Received           int64 `json:"received"`
+	UniqueProcessed    int64 `json:"unique_processed"`
+	DuplicateDropped   int64 `json:"duplicate_dropped"` // including conflicts
+	DuplicateConflicts int64 `json:"duplicate_conflicts"`
+	DeadLettered       int64 `json:"dead_lettered"`
+}
+
+// TopicStats are one topic's totals.
+type TopicStats struct {
+	Topic       string    `json:"topic"`
+	Unique      int64     `json:"unique"`
+	Duplicates  int64     `json:"duplicates"`
+	Conflicts   int64     `json:"conflicts"`
+	LastEventAt time.Time `json:"last_event_at"` // processed_at of the topic's latest new event
+}
+
+// Stats is a consistent read of the counters and the per-topic totals.
+type Stats struct {
+	Counters
+	Topics []TopicStats // sorted by topic
+}
+
+// Store keeps each (topic, event_id) once and counts what it dropped. Implementations are
+// safe for concurrent use; sqlite/ and postgres/ pass the storetest conformance suite.
+type Store interface {
+	// Append commits one batch in ONE transaction: every event whose key is new is stored,
+	// the others are dropped as duplicates, and the counters (received, unique, duplicates,
+	// conflicts, per topic) move in that same transaction. Duplicates are found by the
+	// database's unique key: within the batch, across batches, across concurrent callers and
+	// restarts. Outcomes are in batch order; within a batch the first occurrence of a key wins.
+	// On error nothing of the batch is stored or counted.
+	Append(ctx context.Context, events []Event) ([]Outcome, error)
+	// DeadLetter counts n events that a broker gave up on: received and dead_lettered both
+	// grow by n, so the totals still add up.
+	DeadLetter(ctx context.Context, n int) error
+	// Events returns up to q.Limit stored events with Cursor > q.After, in processing order.
+	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
+	// Stats reads the counters and per-topic totals.
+	Stats(ctx context.Context) (Stats, error)
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
