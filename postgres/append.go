@@ -1,0 +1,145 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// appendSQL stores a batch and counts it in one statement: one round trip, one implicit
+// transaction. The input is the batch in order; "first" marks a key's first occurrence, the
+// only one offered for insertion (the others carry no content). Sequence numbers are drawn
+// in batch order, so that processing order is batch order, but rows are inserted sorted by
+// key, so that every batch locks keys in the same order and none waits on another in a cycle.
+// Outcomes: 1 new, 2 duplicate, 3 conflict (see uts.Outcome).
+const appendSQL = `
+WITH input AS (
+    SELECT *
+    FROM unnest($1::bool[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
+                $7::text[], $8::bytea[]) WITH ORDINALITY
+        AS i(first, topic, event_id, ts, ts_nanos, source, payload, content_hash, ord)
+),
+numbered AS (
+    SELECT nextval('events_seq_seq') AS seq, * FROM input WHERE first
+),
+inserted AS (
+    INSERT INTO events (seq, topic, event_id, ts, ts_nanos, source, payload, content_hash)
+    SELECT seq, topic, event_id, ts, ts_nanos, source, payload, content_hash
+    FROM numbered
+    ORDER BY topic COLLATE "C", event_id COLLATE "C"
+    ON CONFLICT (topic, event_id) DO NOTHING
+    RETURNING topic, event_id, content_hash
+),
+stored AS (
+    -- The content each key has now: inserted by this statement, or else committed before
+    -- (read with a fresh snapshot, see committed_content_hash in the migrations).
+    SELECT i.topic, i.event_id, ins.topic IS NOT NULL AS inserted,
+           COALESCE(ins.content_hash, committed_content_hash(i.topic, i.event_id)) AS content_hash
+    FROM input i
+    LEFT JOIN inserted ins ON ins.topic = i.topic AND ins.event_id = i.event_id
+    WHERE i.first
+),
+outcomes AS (
+    SELECT i.ord, i.topic,
+           CASE WHEN i.first AND s.inserted THEN 1
+                WHEN i.content_hash = s.content_hash THEN 2
+                ELSE 3 END AS outcome
+    FROM input i
+    JOIN stored s ON s.topic = i.topic AND s.event_id = i.event_id
+),
+counted AS (
+    INSERT INTO topic_counters AS c (topic, shard, unique_count, duplicates, conflicts, last_event_at)
+    SELECT topic, $9,
+           count(*) FILTER (WHERE outcome = 1),
+           count(*) FILTER (WHERE outcome <> 1),
+           count(*) FILTER (WHERE outcome = 3),
+           CASE WHEN bool_or(outcome = 1) THEN now() END
+    FROM outcomes
+    GROUP BY topic
+    ORDER BY topic COLLATE "C"
+    ON CONFLICT (topic, shard) DO UPDATE SET
+        unique_count  = c.unique_count + excluded.unique_count,
+        duplicates    = c.duplicates + excluded.duplicates,
+        conflicts     = c.conflicts + excluded.conflicts,
+        last_event_at = greatest(c.last_event_at, excluded.last_event_at)
+)
+SELECT array_agg(outcome ORDER BY ord) FROM outcomes`
+
+// Append stores the batch's new events and counts all of them in one statement; see the
+// package documentation for why that is exact under concurrency.
+func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
+	if len(events) == 0 {
+		return []uts.Outcome{}, nil
+	}
+	args, err := appendArgs(events)
+	if err != nil {
+		return nil, err
+	}
+	var codes []int16
+	if err := s.pool.QueryRow(ctx, appendSQL, args...).Scan(&codes); err != nil {
+		return nil, wrap("append", err)
+	}
+	if len(codes) != len(events) {
+		return nil, fmt.Errorf("postgres: append: %d outcomes for %d events", len(codes), len(events))
+	}
+	outcomes := make([]uts.Outcome, len(codes))
+	for i, c := range codes {
+		outcomes[i] = uts.Outcome(c)
+	}
+	return outcomes, nil
+}
+
+// appendArgs lays the batch out as appendSQL's column arrays.
+func appendArgs(events []uts.Event) ([]any, error) {
+	n := len(events)
+	var (
+		seen     = make(map[uts.Key]struct{}, n)
+		first    = make([]bool, n)
+		topics   = make([]string, n)
+		ids      = make([]string, n)
+		stamps   = make([]time.Time, n)
+		nanos    = make([]int16, n)
+		sources  = make([]string, n)
+		payloads = make([]string, n)
+		hashes   = make([][]byte, n)
+	)
+	for i := range events {
+		e := &events[i]
+		hash, err := hex.DecodeString(e.ContentHash())
+		if err != nil {
+			return nil, fmt.Errorf("postgres: content hash: %w", err)
+		}
+		topics[i], ids[i], hashes[i] = e.Topic, e.EventID, hash
+		if _, ok := seen[e.Key()]; ok {
+			continue
+		}
+		seen[e.Key()] = struct{}{}
+		first[i] = true
+		ts := e.Timestamp.UTC()
+		stamps[i] = ts.Truncate(time.Microsecond)
+		nanos[i] = int16(ts.Nanosecond() % 1000)
+		sources[i] = e.Source
+		payloads[i] = string(e.Payload)
+	}
+	return []any{first, topics, ids, stamps, nanos, sources, payloads, hashes, rand.IntN(counterShards)}, nil
+}
+
+// DeadLetter counts n events a broker gave up on, in a random shard like Append's counters.
+func (s *Store) DeadLetter(ctx context.Context, n int) error {
+	if n < 0 {
+		return fmt.Errorf("postgres: dead letter: negative count %d", n)
+	}
+	if n == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO dead_letters AS d (shard, count) VALUES ($1, $2)
+		ON CONFLICT (shard) DO UPDATE SET count = d.count + excluded.count`, rand.IntN(counterShards), n)
+	if err != nil {
+		return wrap("dead letter", err)
+	}
+	return nil
+}
