@@ -1,0 +1,168 @@
+package inproc
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// Consume runs the workers until ctx ends, then refuses new batches, commits every batch it
+// had accepted and returns nil. Commits run on a context that ctx's cancellation does not
+// reach: an accepted request is a promise to its waiting publisher, so shutdown keeps it.
+func (b *Broker) Consume(ctx context.Context, commit uts.CommitFunc) error {
+	commitCtx := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for range b.opts.Workers {
+		w := &worker{
+			queue:       b.queue,
+			depth:       &b.depth,
+			commit:      commit,
+			ctx:         commitCtx,
+			batchEvents: b.opts.BatchEvents,
+			linger:      b.opts.Linger,
+		}
+		wg.Go(w.run)
+	}
+	<-ctx.Done()
+	b.shutdown()
+	wg.Wait()
+	return nil
+}
+
+// worker gathers whole requests into one batch and commits them together. Its buffers are
+// reused from batch to batch, so a commit allocates nothing here but what commit itself does.
+type worker struct {
+	queue       <-chan *request
+	depth       *atomic.Int64
+	commit      uts.CommitFunc
+	ctx         context.Context
+	batchEvents int
+	linger      time.Duration
+
+	batch  []*request
+	events []uts.Event
+	carry  *request // taken from the queue but did not fit the last batch
+	timer  *time.Timer
+}
+
+func (w *worker) run() {
+	for {
+		first := w.carry
+		w.carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-w.queue; !ok {
+				return
+			}
+		}
+		w.gather(first)
+		w.commitBatch()
+	}
+}
+
+// gather adds queued requests after first until the batch is full, the linger has passed
+// (or, with no linger, the queue is momentarily empty), or the queue is closed and drained.
+func (w *worker) gather(first *request) {
+	w.batch = append(w.batch, first)
+	size := len(first.events)
+	var expired <-chan time.Time
+	if w.linger > 0 && size < w.batchEvents {
+		if w.timer == nil {
+			w.timer = time.NewTimer(w.linger)
+		} else {
+			w.timer.Reset(w.linger)
+		}
+		defer w.timer.Stop()
+		expired = w.timer.C
+	}
+	for size < w.batchEvents {
+		req, ok := w.next(expired)
+		if !ok {
+			return
+		}
+		if size+len(req.events) > w.batchEvents {
+			w.carry = req
+			return
+		}
+		w.batch = append(w.batch, req)
+		size += len(req.events)
+	}
+}
+
+// next returns the next queued request, or false once expired fires (or, when expired is
+// nil, as soon as the queue is empty) or the queue is closed and empty.
+func (w *worker) next(expired <-chan time.Time) (*request, bool) {
+	if expired == nil {
+		select {
+		case req, ok := <-w.queue:
+			return req, ok
+		default:
+			return nil, false
+		}
+	}
+	select {
+	case req, ok := <-w.queue:
+		return req, ok
+	case <-expired:
+		return nil, false
+	}
+}
+
+func (w *worker) commitBatch() {
+	defer func() {
+		clear(w.batch)
+		w.batch = w.batch[:0]
+	}()
+	if len(w.batch) == 1 {
+		w.commitAlone(w.batch[0])
+		return
+	}
+	events := w.events[:0]
+	for _, req := range w.batch {
+		events = append(events, req.events...)
+	}
+	outcomes, err := w.call(events)
+	clear(events) // drop references to payloads until the buffer is reused
+	w.events = events[:0]
+	if err != nil {
+		// Retry alone, so that one bad request does not fail its neighbours.
+		for _, req := range w.batch {
+			w.commitAlone(req)
+		}
+		return
+	}
+	offset := 0
+	for _, req := range w.batch {
+		end := offset + len(req.events)
+		// A full slice expression, so that a publisher appending to its outcomes cannot
+		// overwrite its neighbour's.
+		w.finish(req, outcomes[offset:end:end], nil)
+		offset = end
+	}
+}
+
+func (w *worker) commitAlone(req *request) {
+	outcomes, err := w.call(req.events)
+	w.finish(req, outcomes, err)
+}
+
+func (w *worker) call(events []uts.Event) ([]uts.Outcome, error) {
+	outcomes, err := w.commit(w.ctx, events)
+	if err != nil {
+		return nil, fmt.Errorf("inproc: commit %d events: %w", len(events), err)
+	}
+	if len(outcomes) != len(events) {
+		return nil, uts.Errorf(uts.KindInternal, "inproc: commit returned %d outcomes for %d events", len(outcomes), len(events))
+	}
+	return outcomes, nil
+}
+
+func (w *worker) finish(req *request, outcomes []uts.Outcome, err error) {
+	req.outcomes, req.err = outcomes, err
+	w.depth.Add(-int64(len(req.events)))
+	close(req.done)
+}
