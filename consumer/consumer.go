@@ -1,0 +1,116 @@
+// Package consumer is the idempotent consumer: it commits the batches a broker gathers to
+// the store, which decides what is new, and reports what was dropped as a duplicate.
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// Lines per second for each kind of per-event log line; the rest are summarised.
+const (
+	linesPerWindow = 100
+	lineWindow     = time.Second
+)
+
+// Observer hears of every committed batch; metrics attach here.
+type Observer interface {
+	// Committed reports a batch of n events, what storing it did, and how long it took.
+	Committed(batch int, t uts.Tally, d time.Duration)
+}
+
+// Option configures a Consumer.
+type Option func(*Consumer)
+
+// WithObserver has o told of every committed batch.
+func WithObserver(o Observer) Option {
+	return func(c *Consumer) { c.observer = o }
+}
+
+// Consumer commits batches to a store. It is safe for concurrent use.
+type Consumer struct {
+	store     uts.Store
+	logger    *slog.Logger
+	observer  Observer
+	dupLines  *lineBudget
+	confLines *lineBudget
+}
+
+// New returns a consumer on store. A nil logger logs nothing.
+func New(store uts.Store, logger *slog.Logger, opts ...Option) *Consumer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{
+		store:     store,
+		logger:    logger,
+		dupLines:  newLineBudget(linesPerWindow, lineWindow),
+		confLines: newLineBudget(linesPerWindow, lineWindow),
+	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
+}
+
+var _ uts.CommitFunc = (*Consumer)(nil).Commit
+
+// Commit stores a batch in one transaction and returns its outcomes in batch order.
+func (c *Consumer) Commit(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
+	var start time.Time
+	if c.observer != nil {
+		start = time.Now()
+	}
+	outcomes, err := c.store.Append(ctx, events)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: append %d events: %w", len(events), err)
+	}
+	if len(outcomes) != len(events) {
+		return nil, uts.Errorf(uts.KindInternal, "consumer: store returned %d outcomes for %d events", len(outcomes), len(events))
+	}
+	tally := uts.TallyOf(outcomes)
+	c.logDropped(ctx, events, outcomes, tally)
+	if c.observer != nil {
+		c.observer.Committed(len(events), tally, time.Since(start))
+	}
+	return outcomes, nil
+}
+
+// logDropped logs dropped events, duplicates at DEBUG (retries are normal) and conflicts at
+// WARN (a producer reused an id for other content). Each kind has its own line budget so
+// that a flood of one cannot hide the other.
+func (c *Consumer) logDropped(ctx context.Context, events []uts.Event, outcomes []uts.Outcome, tally uts.Tally) {
+	// The level checks come first: with DEBUG off, the common case costs two calls.
+	if c.logger.Enabled(ctx, slog.LevelDebug) {
+		c.logEach(ctx, c.dupLines, slog.LevelDebug, "duplicate", uts.OutcomeDuplicate,
+			tally.Duplicates-tally.Conflicts, events, outcomes)
+	}
+	if c.logger.Enabled(ctx, slog.LevelWarn) {
+		c.logEach(ctx, c.confLines, slog.LevelWarn, "conflicting duplicate", uts.OutcomeConflict,
+			tally.Conflicts, events, outcomes)
+	}
+}
+
+// logEach logs up to the budget's grant of the count events whose outcome is want, after a
+// summary of what the budget suppressed in windows before.
+func (c *Consumer) logEach(ctx context.Context, budget *lineBudget, level slog.Level, what string,
+	want uts.Outcome, count int, events []uts.Event, outcomes []uts.Outcome) {
+	granted, suppressed := budget.take(time.Now(), count)
+	if suppressed > 0 {
+		c.logger.LogAttrs(ctx, level, fmt.Sprintf("%d %s log lines suppressed", suppressed, what),
+			slog.Int("suppressed", suppressed))
+	}
+	message := what + " dropped"
+	for i := 0; granted > 0 && i < len(outcomes); i++ {
+		if outcomes[i] != want {
+			continue
+		}
+		c.logger.LogAttrs(ctx, level, message,
+			slog.String("topic", events[i].Topic), slog.String("event_id", events[i].EventID))
+		granted--
+	}
+}
