@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/uts-events/uts/publisher"
+)
+
+// run parses args (each flag has an environment twin, UTS_ plus its name in capitals, which
+// applies when the flag is not given), publishes, and prints the summary to stdout.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, asJSON, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Logger = logger
+	if cfg.File == "" && cfg.Seed == 0 {
+		cfg.Seed = publisher.NewSeed()
+		logger.Info("random seed; pass -seed to repeat this run", "seed", cfg.Seed)
+	}
+
+	summary, runErr := publisher.Run(ctx, cfg, progressWriter(stderr))
+	if summary.Source == "" { // the run never started
+		return runErr
+	}
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(summary); err != nil {
+			return errors.Join(runErr, fmt.Errorf("write summary: %w", err))
+		}
+	} else if err := summary.WriteText(stdout); err != nil {
+		return errors.Join(runErr, fmt.Errorf("write summary: %w", err))
+	}
+	return runErr
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (publisher.Config, bool, error) {
+	cfg := publisher.DefaultConfig()
+	var urls urlList
+	var asJSON bool
+	fs := flag.NewFlagSet("publisher", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&urls, "url", "aggregator base URL; repeat it (or separate with commas) to spread requests round-robin (default "+cfg.URLs[0]+")")
+	fs.StringVar(&cfg.Token, "token", "", "bearer token for the aggregator")
+	fs.IntVar(&cfg.Events, "events", cfg.Events, "events to send in all, duplicates included; 0 for no limit (needs -duration)")
+	fs.Float64Var(&cfg.Duplicates, "duplicates", cfg.Duplicates, "share of -events that re-send earlier events, in [0, 1)")
+	fs.IntVar(&cfg.Topics, "topics", cfg.Topics, "number of topics")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "events per request; 1 sends single event objects")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests in flight")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for reproducible events; 0 picks one and prints it")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "events per second over all workers; 0 for no limit")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "stop generating after this long (with -events, whichever comes first)")
+	fs.StringVar(&cfg.File, "file", "", "replay events from this file (NDJSON or a JSON array) instead of generating")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	fs.BoolVar(&cfg.Verify, "verify", false, "check /stats grew by exactly what was sent; fail otherwise")
+	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", cfg.VerifyTimeout, "how long -verify waits for a queued (202) run to be committed")
+	fs.IntVar(&cfg.Retry.MaxAttempts, "retries", cfg.Retry.MaxAttempts, "attempts per request, the first included")
+	fs.DurationVar(&cfg.Retry.BaseDelay, "retry-base", cfg.Retry.BaseDelay, "first backoff ceiling; doubles per attempt")
+	fs.DurationVar(&cfg.Retry.MaxDelay, "retry-max", cfg.Retry.MaxDelay, "largest backoff (a longer Retry-After is still honoured)")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one HTTP request")
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && !given[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", name, err))
+			}
+			given[f.Name] = true
+		}
+	})
+	if envErr != nil {
+		return cfg, false, envErr
+	}
+	if len(urls) > 0 {
+		cfg.URLs = urls
+	}
+	if cfg.File != "" && !given["events"] {
+		cfg.Events = 0 // replay the whole file unless told otherwise
+	}
+	return cfg, asJSON, cfg.Validate()
+}
+
+func envName(flagName string) string {
+	return "UTS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// urlList collects -url flags; a comma-separated value counts as several, which is how the
+// environment twin UTS_URL names more than one.
+type urlList []string
+
+func (l *urlList) String() string { return strings.Join(*l, ",") }
+
+func (l *urlList) Set(v string) error {
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			*l = append(*l, u)
+		}
+	}
+	return nil
+}
+
+// progressWriter returns stderr when it is a terminal, so that CI logs and pipes never fill
+// with redrawn status lines.
+func progressWriter(stderr io.Writer) io.Writer {
+	f, ok := stderr.(*os.File)
+	if !ok {
+		return nil
+	}
+	info, err := f.Stat()
+	if err != nil || info.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return f
+}

@@ -1,0 +1,200 @@
+package publisher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// Client talks to one or more aggregators over HTTP and delivers at least once: a request
+// that may not have been applied is repeated until it is answered 2xx, a terminal 4xx comes
+// back, or the attempts run out. It is safe for concurrent use.
+type Client struct {
+	urls   []string
+	token  string
+	http   *http.Client
+	retry  RetryPolicy
+	logger *slog.Logger
+	next   atomic.Uint64 // round-robin position over urls
+
+	// sleep waits between attempts; tests replace it to see the waits without taking them.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// NewClient returns a client that spreads requests over urls round-robin. httpClient may be
+// nil for one with a 30 s timeout; logger may be nil.
+func NewClient(urls []string, token string, retry RetryPolicy, httpClient *http.Client, logger *slog.Logger) (*Client, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("no aggregator URL")
+	}
+	bases := make([]string, len(urls))
+	for i, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("aggregator URL %q: %w", raw, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("aggregator URL %q: want http(s)://host[:port]", raw)
+		}
+		bases[i] = strings.TrimRight(u.String(), "/")
+	}
+	if err := retry.validate(); err != nil {
+		return nil, err
+	}
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{urls: bases, token: token, http: httpClient, retry: retry, logger: logger, sleep: sleepContext}, nil
+}
+
+// Reply is what delivering one request took and what the aggregator said. 200 carries
+// Unique and Duplicates (committed); 202 carries Queued (Redis mode, committed later).
+type Reply struct {
+	Status     int `json:"-"`
+	Received   int `json:"received"`
+	Unique     int `json:"unique"`
+	Duplicates int `json:"duplicates"`
+	Queued     int `json:"queued"`
+
+	Attempts int `json:"-"`
+	// Latencies holds one round trip per attempt that got an answer.
+	Latencies []time.Duration `json:"-"`
+}
+
+// Publish POSTs body (one event or a JSON array of them) to /publish. Even on error the
+// Reply tells how many attempts were made.
+func (c *Client) Publish(ctx context.Context, body []byte) (Reply, error) {
+	var reply Reply
+	answer, err := c.do(ctx, http.MethodPost, "/publish", body, &reply)
+	if err != nil {
+		return reply, err
+	}
+	reply.Status = answer.status
+	// The answer's counts are informative; a 2xx we cannot parse is still a delivery.
+	if err := json.Unmarshal(answer.body, &reply); err != nil {
+		c.logger.Warn("unreadable answer to a delivered request", "status", answer.status, "err", err)
+	}
+	return reply, nil
+}
+
+// PublishEvents sends events as one JSON array.
+func (c *Client) PublishEvents(ctx context.Context, events ...uts.Event) (Reply, error) {
+	body, err := json.Marshal(events)
+	if err != nil {
+		return Reply{}, fmt.Errorf("encode events: %w", err)
+	}
+	return c.Publish(ctx, body)
+}
+
+// Stats is the aggregator's GET /stats.
+type Stats struct {
+	uts.Counters
+	// Topics is kept raw: verification needs only the counters.
+	Topics        json.RawMessage `json:"topics"`
+	UptimeSeconds float64         `json:"uptime_seconds"`
+	StartedAt     string          `json:"started_at"`
+}
+
+// Stats reads GET /stats, with the same retries as Publish.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	answer, err := c.do(ctx, http.MethodGet, "/stats", nil, &Reply{})
+	if err != nil {
+		return s, fmt.Errorf("read stats: %w", err)
+	}
+	if err := json.Unmarshal(answer.body, &s); err != nil {
+		return s, fmt.Errorf("read stats: %w", err)
+	}
+	return s, nil
+}
+
+type answer struct {
+	status int
+	body   []byte
+}
+
+// do runs one request with retries, noting attempts and latencies in reply. A network error
+// moves on to the next URL (that replica may be down); an error status stays with the
+// replica that gave it, since it spoke and told us to come back.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, reply *Reply) (answer, error) {
+	target := int(c.next.Add(1) - 1)
+	for attempt := 1; ; attempt++ {
+		base := c.urls[target%len(c.urls)]
+		start := time.Now()
+		a, retryAfter, err := c.attempt(ctx, method, base+path, body)
+		reply.Attempts = attempt
+		if a.status != 0 {
+			reply.Latencies = append(reply.Latencies, time.Since(start))
+		}
+		if err == nil {
+			return a, nil
+		}
+		if ctx.Err() != nil {
+			return a, fmt.Errorf("%s %s: %w", method, base+path, ctx.Err())
+		}
+		var se *StatusError
+		if errors.As(err, &se) && !se.Temporary() {
+			return a, err
+		}
+		if !errors.As(err, &se) {
+			target++
+		}
+		if attempt >= c.retry.MaxAttempts {
+			return a, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		wait := c.retry.delay(attempt, retryAfter)
+		c.logger.Debug("retrying", "url", base+path, "attempt", attempt, "wait", wait, "err", err)
+		if err := c.sleep(ctx, wait); err != nil {
+			return a, fmt.Errorf("%s %s: %w", method, base+path, err)
+		}
+	}
+}
+
+func (c *Client) attempt(ctx context.Context, method, target string, body []byte) (answer, time.Duration, error) {
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, reader)
+	if err != nil {
+		return answer{}, 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "uts-publisher")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return answer{}, 0, err
+	}
+	defer resp.Body.Close()
+	// An answer cut short is a network error: the request may or may not have been applied,
+	// so it is sent again and the aggregator's deduplication absorbs the repeat.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return answer{}, 0, fmt.Errorf("read answer: %w", err)
+	}
+	a := answer{status: resp.StatusCode, body: data}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return a, 0, nil
+	}
+	return a, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), newStatusError(resp.StatusCode, data)
+}
