@@ -1,0 +1,82 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/uts-events/uts"
+)
+
+// statusOf is the one place where an error kind becomes a status code.
+func statusOf(kind uts.Kind) int {
+	switch kind {
+	case uts.KindMalformed:
+		return http.StatusBadRequest
+	case uts.KindInvalid:
+		return http.StatusUnprocessableEntity
+	case uts.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case uts.KindUnsupported:
+		return http.StatusUnsupportedMediaType
+	case uts.KindUnauthorized:
+		return http.StatusUnauthorized
+	case uts.KindUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is every error response. Details is present exactly on 422s, so that a client
+// can rely on it there.
+type errorBody struct {
+	Error   string           `json:"error"`
+	Details []uts.FieldError `json:"details,omitempty"`
+}
+
+// writeError answers with err's status. Internal errors are logged and hidden from the
+// client, whose message would otherwise leak implementation details.
+func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	kind := uts.KindOf(err)
+	status := statusOf(kind)
+	body := errorBody{Error: "internal error"}
+	var e *uts.Error
+	if errors.As(err, &e) && kind != uts.KindInternal {
+		body.Error = e.Message
+		if kind == uts.KindInvalid {
+			body.Details = e.Details
+			if body.Details == nil {
+				body.Details = []uts.FieldError{}
+			}
+		}
+	}
+	switch {
+	case status >= 500:
+		logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	default:
+		logger.DebugContext(r.Context(), "request rejected", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, body)
+}
+
+// writeStatusError answers with an error that has no kind (404, 405, a recovered panic).
+func writeStatusError(w http.ResponseWriter, status int, message string) {
+	writeJSON(w, status, errorBody{Error: message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The status is sent; an encoding error now means the client went away.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// invalidParam is the 422 for a bad query parameter. Index is 0: it names no event.
+func invalidParam(field, message string) error {
+	return &uts.Error{Kind: uts.KindInvalid, Message: "invalid query parameter " + field + ": " + message,
+		Details: []uts.FieldError{{Index: 0, Field: field, Message: message}}}
+}

@@ -1,0 +1,141 @@
+package http
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+const (
+	defaultPageLimit = 100
+	maxPageLimit     = 10_000
+	// exportChunk is how many events an NDJSON export holds in memory at once.
+	exportChunk = 1000
+	// exportWriteWindow bounds how long one chunk may take to reach a slow client; it moves
+	// with each chunk, so a long export is not cut by the server's write timeout.
+	exportWriteWindow = 30 * time.Second
+)
+
+const ndjson = "application/x-ndjson"
+
+// handleEvents lists stored events in processing order, a page at a time with a Link to the
+// next page, or all of them as NDJSON when the client asks for that.
+func handleEvents(store uts.Store, logger *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := eventQuery(r.URL.Query())
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		if accepts(r, ndjson) {
+			exportEvents(w, r, store, q, logger)
+			return
+		}
+		page := q
+		page.Limit = q.Limit + 1 // one more tells whether a next page exists
+		events, err := store.Events(r.Context(), page)
+		if err != nil {
+			writeError(w, r, logger, fmt.Errorf("list events: %w", err))
+			return
+		}
+		if len(events) > q.Limit {
+			events = events[:q.Limit]
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, nextPageURL(q, events[len(events)-1].Cursor)))
+		}
+		if events == nil {
+			events = []uts.StoredEvent{} // an empty page is [], never null
+		}
+		writeJSON(w, http.StatusOK, events)
+	}
+}
+
+func eventQuery(params url.Values) (uts.EventQuery, error) {
+	q := uts.EventQuery{Topic: params.Get("topic"), Limit: defaultPageLimit}
+	if raw := params.Get("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxPageLimit {
+			return q, invalidParam("limit", fmt.Sprintf("must be an integer from 1 to %d", maxPageLimit))
+		}
+		q.Limit = n
+	}
+	if raw := params.Get("after"); raw != "" {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n < 0 {
+			return q, invalidParam("after", "must be an integer >= 0, the cursor from a Link header")
+		}
+		q.After = n
+	}
+	return q, nil
+}
+
+func nextPageURL(q uts.EventQuery, after int64) string {
+	var b strings.Builder
+	b.WriteString("/events?")
+	if q.Topic != "" {
+		b.WriteString("topic=" + url.QueryEscape(q.Topic) + "&")
+	}
+	fmt.Fprintf(&b, "limit=%d&after=%d", q.Limit, after)
+	return b.String()
+}
+
+// exportEvents streams every matching event from q.After on, ignoring q.Limit, one chunk
+// in memory at a time.
+func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts.EventQuery, logger *slog.Logger) {
+	ctx := r.Context()
+	rc := http.NewResponseController(w)
+	q.Limit = exportChunk
+	enc := json.NewEncoder(w)
+	started := false
+	for {
+		events, err := store.Events(ctx, q)
+		if err != nil {
+			if !started {
+				writeError(w, r, logger, fmt.Errorf("export events: %w", err))
+				return
+			}
+			// The 200 is sent; only a broken stream tells the client the export is incomplete.
+			logger.ErrorContext(ctx, "export events failed mid-stream", "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if !started {
+			w.Header().Set("Content-Type", ndjson)
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(exportWriteWindow))
+		for i := range events {
+			if err := enc.Encode(&events[i]); err != nil {
+				return // the client went away
+			}
+		}
+		if err := rc.Flush(); err != nil || len(events) < q.Limit {
+			return
+		}
+		q.After = events[len(events)-1].Cursor
+	}
+}
+
+// accepts reports whether the Accept header names mediaType, other than with q=0.
+func accepts(r *http.Request, mediaType string) bool {
+	for _, header := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil || mt != mediaType {
+				continue
+			}
+			if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q == 0 {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}

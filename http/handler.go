@@ -1,0 +1,98 @@
+// Package http serves the aggregator's HTTP API: publishing, reading events and stats,
+// health, and the OpenAPI document with its embedded Swagger UI. Handlers and middleware
+// are plain functions over the domain interfaces; NewHandler wires them into one handler.
+package http
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/swaggest/swgui/v5emb"
+
+	"github.com/uts-events/uts"
+)
+
+// Config is everything the handler needs. Store, Broker and Limits are required in practice;
+// the rest have defaults.
+type Config struct {
+	Store  uts.Store
+	Broker uts.Broker
+	// Limits bound one request; zero fields take uts.DefaultLimits.
+	Limits uts.Limits
+	Logger *slog.Logger
+	// StartedAt is the process start, for /stats; zero means when NewHandler was called.
+	StartedAt time.Time
+	// Now reads the clock; nil means time.Now.
+	Now func() time.Time
+	// PublishTokens, when non-empty, are the bearer tokens that may POST /publish.
+	PublishTokens []string
+	// ReadTokens, when non-empty, are the bearer tokens that may read /events, /stats and /metrics.
+	ReadTokens []string
+	// Metrics, when set, is served at GET /metrics behind the read tokens.
+	Metrics http.Handler
+}
+
+// route is one (method, path) the API answers. The table is the single list of routes, so
+// the OpenAPI test can check the document against exactly what is served.
+type route struct {
+	method  string
+	path    string
+	handler http.Handler
+}
+
+// NewHandler returns the aggregator's API.
+func NewHandler(cfg Config) http.Handler {
+	cfg = withDefaults(cfg)
+	mux := http.NewServeMux()
+	for _, rt := range routes(cfg) {
+		mux.Handle(rt.method+" "+rt.path, rt.handler)
+	}
+	return logRequests(cfg.Logger, recoverPanics(cfg.Logger, jsonMuxErrors(mux)))
+}
+
+func routes(cfg Config) []route {
+	publishAuth := requireBearer(cfg.PublishTokens)
+	readAuth := requireBearer(cfg.ReadTokens)
+	ready := handleReady(cfg.Store, cfg.Broker)
+	docs := v5emb.New("UTS Event System", "/openapi.json", "/docs/")
+	rts := []route{
+		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, cfg.Logger))},
+		{"GET", "/events", readAuth(handleEvents(cfg.Store, cfg.Logger))},
+		{"GET", "/stats", readAuth(handleStats(cfg.Store, cfg.Broker, cfg.StartedAt, cfg.Now, cfg.Logger))},
+		{"GET", "/healthz", handleLive()},
+		{"GET", "/readyz", ready},
+		{"GET", "/health", ready},
+		{"GET", "/openapi.json", handleOpenAPI()},
+		// The page lives at /docs/ so that its relative asset paths resolve; /docs serves it too.
+		{"GET", "/docs", docs},
+		{"GET", "/docs/", docs},
+	}
+	if cfg.Metrics != nil {
+		rts = append(rts, route{"GET", "/metrics", readAuth(cfg.Metrics)})
+	}
+	return rts
+}
+
+func withDefaults(cfg Config) Config {
+	def := uts.DefaultLimits()
+	if cfg.Limits.MaxBodyBytes <= 0 {
+		cfg.Limits.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.Limits.MaxBatchEvents <= 0 {
+		cfg.Limits.MaxBatchEvents = def.MaxBatchEvents
+	}
+	if cfg.Limits.MaxEventBytes <= 0 {
+		cfg.Limits.MaxEventBytes = def.MaxEventBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StartedAt.IsZero() {
+		cfg.StartedAt = cfg.Now()
+	}
+	return cfg
+}

@@ -1,0 +1,111 @@
+package http
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// statusRecorder remembers the status for the access log and whether anything was sent,
+// which decides whether a panic can still become a 500.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines through the recorder.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func recorderOf(w http.ResponseWriter) *statusRecorder {
+	if rec, ok := w.(*statusRecorder); ok {
+		return rec
+	}
+	return &statusRecorder{ResponseWriter: w}
+}
+
+// logRequests logs each request at debug level. It logs no header: Authorization carries
+// secrets.
+func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := recorderOf(w)
+		defer func() {
+			logger.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", rec.status),
+				slog.Duration("duration", time.Since(start)))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// recoverPanics turns a panic into a logged 500, so one bad request cannot take the process
+// down. A panic after the response started can only abort the connection.
+func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := recorderOf(w)
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p) // a deliberate abort: net/http closes the connection quietly
+			}
+			logger.ErrorContext(r.Context(), "panic serving request",
+				"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			if rec.status != 0 {
+				panic(http.ErrAbortHandler)
+			}
+			writeStatusError(rec, http.StatusInternalServerError, "internal error")
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// jsonMuxErrors gives the mux's own 404 and 405 answers a JSON body like every other error.
+// The mux reports them by matching no pattern; it still sets the Allow header for a 405.
+func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: w.Header()}
+		mux.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			writeStatusError(w, probe.status, fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path))
+		default:
+			writeStatusError(w, http.StatusNotFound, fmt.Sprintf("no route for %s", r.URL.Path))
+		}
+	})
+}
+
+// statusProbe catches the status of the mux's plain-text error and drops its body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+
+func (p *statusProbe) WriteHeader(code int) { p.status = code }
+
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }

@@ -1,0 +1,108 @@
+package http
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/uts-events/uts"
+)
+
+type committedAnswer struct {
+	Received   int           `json:"received"`
+	Unique     int           `json:"unique"`
+	Duplicates int           `json:"duplicates"`
+	Results    []uts.Outcome `json:"results,omitempty"`
+}
+
+type queuedAnswer struct {
+	Received int `json:"received"`
+	Queued   int `json:"queued"`
+}
+
+// handlePublish validates a batch and hands it to the broker. It answers 200 once the batch
+// is committed, or 202 once it is durably queued: either way the events are safe.
+func handlePublish(broker uts.Broker, lim uts.Limits, logger *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		wantResults, err := boolParam(r, "results")
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		body, err := readBody(w, r, lim.MaxBodyBytes)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		events, err := uts.DecodeBatch(body, lim)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		receipt, err := broker.Publish(r.Context(), events)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		if !receipt.Committed {
+			writeJSON(w, http.StatusAccepted, queuedAnswer{Received: len(events), Queued: len(events)})
+			return
+		}
+		tally := uts.TallyOf(receipt.Outcomes)
+		answer := committedAnswer{Received: len(events), Unique: tally.Unique, Duplicates: tally.Duplicates}
+		if wantResults {
+			answer.Results = receipt.Outcomes
+		}
+		writeJSON(w, http.StatusOK, answer)
+	}
+}
+
+// checkJSONContentType accepts JSON media types, with parameters, and a missing header:
+// curl and many scripts send none.
+func checkJSONContentType(contentType string) error {
+	if contentType == "" {
+		return nil
+	}
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	if err == nil && (mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")) {
+		return nil
+	}
+	return uts.Errorf(uts.KindUnsupported, "Content-Type %q is not JSON; send application/json", contentType)
+}
+
+// readBody reads the whole body, refusing more than limit bytes before reading them.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	tooLarge := uts.Errorf(uts.KindTooLarge, "the body is larger than %d bytes", limit)
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, tooLarge
+	case err != nil:
+		return nil, &uts.Error{Kind: uts.KindMalformed, Message: "the body could not be read", Err: err}
+	}
+	return body, nil
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	raw := r.URL.Query().Get(name)
+	if raw == "" {
+		return false, nil
+	}
+	v, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, invalidParam(name, "must be true or false")
+	}
+	return v, nil
+}
