@@ -11,20 +11,23 @@ import (
 )
 
 // appendSQL stores a batch and counts it in one statement: one round trip, one implicit
-// transaction. The input is the batch in order; "first" marks a key's first occurrence, the
-// only one offered for insertion (the others carry no content). Sequence numbers are drawn
-// in batch order, so that processing order is batch order, but rows are inserted sorted by
-// key, so that every batch locks keys in the same order and none waits on another in a cycle.
+// transaction. The input is the batch in order; "first" is the position (1-based, as
+// ORDINALITY) of the first occurrence of each event's key in the batch: that occurrence is
+// the only one offered for insertion, the others carry no content. Sequence numbers are
+// drawn in batch order, so that processing order is batch order, but rows are inserted
+// sorted by key, so that every batch locks keys in the same order and none waits on another
+// in a cycle. The CTEs join on positions and sequence numbers rather than on keys, which
+// keeps text comparisons to the one sort.
 // Outcomes: 1 new, 2 duplicate, 3 conflict (see uts.Outcome).
 const appendSQL = `
 WITH input AS (
     SELECT *
-    FROM unnest($1::bool[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
+    FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
                 $7::text[], $8::bytea[]) WITH ORDINALITY
         AS i(first, topic, event_id, ts, ts_nanos, source, payload, content_hash, ord)
 ),
 numbered AS (
-    SELECT nextval('events_seq_seq') AS seq, * FROM input WHERE first
+    SELECT nextval('events_seq_seq') AS seq, * FROM input WHERE first = ord
 ),
 inserted AS (
     INSERT INTO events (seq, topic, event_id, ts, ts_nanos, source, payload, content_hash)
@@ -32,24 +35,28 @@ inserted AS (
     FROM numbered
     ORDER BY topic COLLATE "C", event_id COLLATE "C"
     ON CONFLICT (topic, event_id) DO NOTHING
-    RETURNING topic, event_id, content_hash
+    RETURNING seq
 ),
 stored AS (
-    -- The content each key has now: inserted by this statement, or else committed before
-    -- (read with a fresh snapshot, see committed_content_hash in the migrations).
-    SELECT i.topic, i.event_id, ins.topic IS NOT NULL AS inserted,
-           COALESCE(ins.content_hash, committed_content_hash(i.topic, i.event_id)) AS content_hash
-    FROM input i
-    LEFT JOIN inserted ins ON ins.topic = i.topic AND ins.event_id = i.event_id
-    WHERE i.first
+    -- The content each key has now: inserted by this statement, or else committed before,
+    -- and seen by this statement's snapshot or, failing that, by a fresh one (see
+    -- committed_content_hash in the migrations).
+    SELECT n.ord, ins.seq IS NOT NULL AS inserted,
+           CASE WHEN ins.seq IS NOT NULL THEN n.content_hash
+                ELSE COALESCE((SELECT e.content_hash FROM events e
+                               WHERE e.topic = n.topic AND e.event_id = n.event_id),
+                              committed_content_hash(n.topic, n.event_id))
+           END AS content_hash
+    FROM numbered n
+    LEFT JOIN inserted ins ON ins.seq = n.seq
 ),
 outcomes AS (
     SELECT i.ord, i.topic,
-           CASE WHEN i.first AND s.inserted THEN 1
+           CASE WHEN i.first = i.ord AND s.inserted THEN 1
                 WHEN i.content_hash = s.content_hash THEN 2
                 ELSE 3 END AS outcome
     FROM input i
-    JOIN stored s ON s.topic = i.topic AND s.event_id = i.event_id
+    JOIN stored s ON s.ord = i.first
 ),
 counted AS (
     INSERT INTO topic_counters AS c (topic, shard, unique_count, duplicates, conflicts, last_event_at)
@@ -97,8 +104,8 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 func appendArgs(events []uts.Event) ([]any, error) {
 	n := len(events)
 	var (
-		seen     = make(map[uts.Key]struct{}, n)
-		first    = make([]bool, n)
+		firstOf  = make(map[uts.Key]int32, n)
+		first    = make([]int32, n)
 		topics   = make([]string, n)
 		ids      = make([]string, n)
 		stamps   = make([]time.Time, n)
@@ -114,11 +121,12 @@ func appendArgs(events []uts.Event) ([]any, error) {
 			return nil, fmt.Errorf("postgres: content hash: %w", err)
 		}
 		topics[i], ids[i], hashes[i] = e.Topic, e.EventID, hash
-		if _, ok := seen[e.Key()]; ok {
+		if f, ok := firstOf[e.Key()]; ok {
+			first[i] = f
 			continue
 		}
-		seen[e.Key()] = struct{}{}
-		first[i] = true
+		first[i] = int32(i + 1)
+		firstOf[e.Key()] = first[i]
 		ts := e.Timestamp.UTC()
 		stamps[i] = ts.Truncate(time.Microsecond)
 		nanos[i] = int16(ts.Nanosecond() % 1000)

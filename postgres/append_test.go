@@ -1,0 +1,299 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/postgres"
+)
+
+func event(topic, id, content string) uts.Event {
+	return uts.Event{
+		Topic:     topic,
+		EventID:   id,
+		Timestamp: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
+		Source:    "postgres-test",
+		Payload:   []byte(`{"content":"` + content + `"}`),
+	}
+}
+
+// TestConcurrentOverlappingWriters has 8 writers append overlapping keys, some with their own
+// content, so that retries and conflicts race each other. Every outcome must agree with what
+// ended up stored, and the counters with the outcomes.
+func TestConcurrentOverlappingWriters(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t)
+	const (
+		writers   = 8
+		batches   = 6
+		batchSize = 150
+		keySpace  = 400
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	type sent struct {
+		event   uts.Event
+		outcome uts.Outcome
+	}
+	var (
+		mu      sync.Mutex
+		results []sent
+		wg      sync.WaitGroup
+		errs    = make(chan error, writers)
+	)
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range batches {
+				batch := make([]uts.Event, batchSize)
+				for i := range batch {
+					k := rng.IntN(keySpace)
+					content := "same"
+					if rng.IntN(10) == 0 {
+						content = fmt.Sprintf("writer-%d", w) // a conflicting producer
+					}
+					batch[i] = event(fmt.Sprintf("topic-%d", k%5), fmt.Sprintf("id-%d", k), content)
+				}
+				outcomes, err := s.Append(ctx, batch)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				for i, o := range outcomes {
+					results = append(results, sent{batch[i], o})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Append: %v", err)
+	}
+
+	stored := make(map[uts.Key]uts.StoredEvent)
+	for q := (uts.EventQuery{Limit: 500}); ; {
+		page, err := s.Events(ctx, q)
+		if err != nil {
+			t.Fatalf("Events: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			if _, dup := stored[e.Key()]; dup {
+				t.Fatalf("%v stored twice", e.Key())
+			}
+			stored[e.Key()] = e
+		}
+		q.After = page[len(page)-1].Cursor
+	}
+
+	var want uts.Counters
+	newOf := make(map[uts.Key]int)
+	for _, r := range results {
+		want.Received++
+		st, ok := stored[r.event.Key()]
+		if !ok {
+			t.Fatalf("%v was appended but is not stored", r.event.Key())
+		}
+		same := st.ContentHash() == r.event.ContentHash()
+		switch r.outcome {
+		case uts.OutcomeNew:
+			newOf[r.event.Key()]++
+			want.UniqueProcessed++
+			if !same {
+				t.Errorf("%v: new, but another content is stored", r.event.Key())
+			}
+		case uts.OutcomeDuplicate:
+			want.DuplicateDropped++
+			if !same {
+				t.Errorf("%v: duplicate, but another content is stored", r.event.Key())
+			}
+		case uts.OutcomeConflict:
+			want.DuplicateDropped++
+			want.DuplicateConflicts++
+			if same {
+				t.Errorf("%v: conflict, but the same content is stored", r.event.Key())
+			}
+		default:
+			t.Fatalf("%v: outcome %v", r.event.Key(), r.outcome)
+		}
+	}
+	for key := range stored {
+		if newOf[key] != 1 {
+			t.Errorf("%v was new %d times", key, newOf[key])
+		}
+	}
+	got, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if got.Counters != want {
+		t.Errorf("counters = %+v, want %+v (from the outcomes)", got.Counters, want)
+	}
+}
+
+// TestNoDeadlock has many batches insert the same new keys at once, each batch in its own
+// order, round after round. Batches that locked keys in batch order would deadlock, and
+// PostgreSQL would abort one of them.
+func TestNoDeadlock(t *testing.T) {
+	t.Parallel()
+	u := newSchema(t)
+	s, err := postgres.Open(t.Context(), u+"&pool_max_conns=12")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	const (
+		writers   = 12
+		rounds    = 8
+		batchSize = 300
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, writers*rounds)
+	for r := range rounds {
+		keys := make([]uts.Event, batchSize)
+		for i := range keys {
+			keys[i] = event(fmt.Sprintf("t%d", i%7), fmt.Sprintf("r%d-k%d", r, i), "x")
+		}
+		var wg sync.WaitGroup
+		for w := range writers {
+			batch := append([]uts.Event(nil), keys...)
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(r)))
+			rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+			wg.Go(func() {
+				if _, err := s.Append(ctx, batch); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+	}
+	close(errs)
+	for err := range errs {
+		t.Errorf("Append: %v", err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	received := int64(writers * rounds * batchSize)
+	unique := int64(rounds * batchSize)
+	want := uts.Counters{Received: received, UniqueProcessed: unique, DuplicateDropped: received - unique}
+	if st.Counters != want {
+		t.Errorf("counters = %+v, want %+v", st.Counters, want)
+	}
+}
+
+// TestKeyCommittedAfterSnapshot makes the race the package documentation describes happen on
+// purpose: another transaction holds a key uncommitted, Append's statement starts (its
+// snapshot cannot see the key) and waits on the key, the other transaction commits. Append
+// must still tell a retry from a conflict by the content that was committed.
+func TestKeyCommittedAfterSnapshot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		stored   string
+		outcomes []uts.Outcome
+		want     uts.Counters
+	}{
+		{"retry", "a", []uts.Outcome{uts.OutcomeDuplicate, uts.OutcomeNew},
+			uts.Counters{Received: 2, UniqueProcessed: 1, DuplicateDropped: 1}},
+		{"conflict", "b", []uts.Outcome{uts.OutcomeConflict, uts.OutcomeNew},
+			uts.Counters{Received: 2, UniqueProcessed: 1, DuplicateDropped: 1, DuplicateConflicts: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, u := openStore(t)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+
+			// The other writer: a second store's own statement would commit at once, so this
+			// one inserts the row by hand and holds it.
+			other, err := pgx.Connect(ctx, u)
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer other.Close(context.Background())
+			tx, err := other.Begin(ctx)
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			defer tx.Rollback(context.Background())
+			held := event("t", "k", tc.stored)
+			if _, err := tx.Exec(ctx, `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
+				VALUES ($1, $2, $3, 0, $4, $5, decode($6, 'hex'))`,
+				held.Topic, held.EventID, held.Timestamp, held.Source, string(held.Payload), held.ContentHash()); err != nil {
+				t.Fatalf("insert the held row: %v", err)
+			}
+			var xid string
+			if err := tx.QueryRow(ctx, `SELECT xid(pg_current_xact_id())::text`).Scan(&xid); err != nil {
+				t.Fatalf("xid: %v", err)
+			}
+
+			type result struct {
+				outcomes []uts.Outcome
+				err      error
+			}
+			done := make(chan result, 1)
+			go func() {
+				o, err := s.Append(ctx, []uts.Event{event("t", "k", "a"), event("t", "fresh", "a")})
+				done <- result{o, err}
+			}()
+			waitForLockWaiter(t, ctx, other, xid)
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("Append: %v", r.err)
+			}
+			if fmt.Sprint(r.outcomes) != fmt.Sprint(tc.outcomes) {
+				t.Fatalf("outcomes = %v, want %v", r.outcomes, tc.outcomes)
+			}
+			st, err := s.Stats(ctx)
+			if err != nil {
+				t.Fatalf("Stats: %v", err)
+			}
+			// The hand-made row went around the counters; only Append's events are counted.
+			if st.Counters != tc.want {
+				t.Fatalf("counters = %+v, want %+v", st.Counters, tc.want)
+			}
+		})
+	}
+}
+
+// waitForLockWaiter returns once some session waits for transaction xid.
+func waitForLockWaiter(t *testing.T, ctx context.Context, conn *pgx.Conn, xid string) {
+	t.Helper()
+	watcher, err := pgx.ConnectConfig(ctx, conn.Config())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer watcher.Close(context.Background())
+	for range 1000 {
+		var waiting bool
+		err := watcher.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE locktype = 'transactionid' AND NOT granted AND transactionid::text = $1)`, xid).Scan(&waiting)
+		if err != nil {
+			t.Fatalf("pg_locks: %v", err)
+		}
+		if waiting {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no session waited for transaction %s", xid)
+}

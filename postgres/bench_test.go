@@ -1,0 +1,131 @@
+package postgres_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/storetest"
+)
+
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{100, 1000} {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
+			s, _ := openStore(b)
+			storetest.BenchmarkAppend(b, s, batch)
+		})
+	}
+}
+
+// BenchmarkAppendParallel is BenchmarkAppend with several writers, as a consumer with
+// several workers (or several replicas) would drive the store.
+func BenchmarkAppendParallel(b *testing.B) {
+	for _, batch := range []int{100, 1000} {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
+			s, _ := openStore(b)
+			var seq atomic.Int64
+			b.SetParallelism(2) // 2×GOMAXPROCS writers, within the pool's connections
+			b.RunParallel(func(pb *testing.PB) {
+				events := benchEvents(batch)
+				for pb.Next() {
+					for i := range events {
+						events[i].EventID = "p-" + strconv.FormatInt(seq.Add(1), 10)
+					}
+					if _, err := s.Append(b.Context(), events); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(seq.Load())/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+func benchEvents(n int) []uts.Event {
+	topics := []string{"bench.orders", "bench.payments", "bench.shipments", "bench.refunds"}
+	events := make([]uts.Event, n)
+	for i := range events {
+		events[i] = uts.Event{
+			Topic:     topics[i%len(topics)],
+			Timestamp: time.Now().UTC(),
+			Source:    "postgres-bench",
+			Payload:   []byte(`{"amount_cents":129900,"currency":"EUR","customer":"c-88213","items":[{"qty":1,"sku":"KB-01"},{"qty":2,"sku":"MS-07"}],"note":"café ☕"}`),
+		}
+	}
+	return events
+}
+
+// BenchmarkCeilingPgx is the ceiling for BenchmarkAppend: pgx inserting the same rows into a
+// bare table (a serial key, no unique key, no counters, no outcomes), by COPY and by one
+// unnest INSERT. The gap to BenchmarkAppend is the price of deduplication and counting.
+func BenchmarkCeilingPgx(b *testing.B) {
+	for _, method := range []string{"copy", "unnest"} {
+		for _, batch := range []int{100, 1000} {
+			b.Run(method+"/batch="+strconv.Itoa(batch), func(b *testing.B) {
+				pool, err := pgxpool.New(b.Context(), newSchema(b))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer pool.Close()
+				if _, err := pool.Exec(b.Context(), `CREATE TABLE bare (
+					seq bigserial PRIMARY KEY, topic text NOT NULL, event_id text NOT NULL,
+					ts timestamptz NOT NULL, ts_nanos smallint NOT NULL, source text NOT NULL,
+					payload text NOT NULL, content_hash bytea NOT NULL,
+					processed_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+					b.Fatal(err)
+				}
+				events := benchEvents(batch)
+				insert := map[string]func(context.Context, *pgxpool.Pool, []uts.Event) error{
+					"copy": copyBare, "unnest": unnestBare,
+				}[method]
+				seq := 0
+				for b.Loop() {
+					for i := range events {
+						seq++
+						events[i].EventID = "c-" + strconv.Itoa(seq)
+					}
+					if err := insert(b.Context(), pool, events); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
+
+var bareColumns = []string{"topic", "event_id", "ts", "ts_nanos", "source", "payload", "content_hash"}
+
+// bareRow is what Append sends per event, hash included, so that both pay for computing it.
+func bareRow(e uts.Event) []any {
+	return []any{e.Topic, e.EventID, e.Timestamp, int16(0), e.Source, string(e.Payload), []byte(e.ContentHash())}
+}
+
+func copyBare(ctx context.Context, pool *pgxpool.Pool, events []uts.Event) error {
+	rows := make([][]any, len(events))
+	for i, e := range events {
+		rows[i] = bareRow(e)
+	}
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"bare"}, bareColumns, pgx.CopyFromRows(rows))
+	return err
+}
+
+func unnestBare(ctx context.Context, pool *pgxpool.Pool, events []uts.Event) error {
+	cols := make([][]any, len(bareColumns))
+	for _, e := range events {
+		for c, v := range bareRow(e) {
+			cols[c] = append(cols[c], v)
+		}
+	}
+	_, err := pool.Exec(ctx, `INSERT INTO bare (topic, event_id, ts, ts_nanos, source, payload, content_hash)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::text[], $6::text[], $7::bytea[])`,
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
+	return err
+}
