@@ -22,8 +22,8 @@ type testAggregator struct {
 	// queued makes /publish answer 202 and commit later, a few events per /stats read, as
 	// the Redis consumer does.
 	queued bool
-	// token, when set, is required as a bearer token.
-	token string
+	// token, when set, is required as a bearer token to publish; readToken to read stats.
+	token, readToken string
 	// intercept, when set, may answer publish request number n (from 1) itself.
 	intercept func(n int, w http.ResponseWriter, r *http.Request) bool
 	// skew is added to received on every commit, to make the counts wrong.
@@ -115,6 +115,10 @@ func (a *testAggregator) commit(events []uts.Event) (unique, dups int) {
 }
 
 func (a *testAggregator) stats(w http.ResponseWriter, r *http.Request) {
+	if a.readToken != "" && r.Header.Get("Authorization") != "Bearer "+a.readToken {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "missing or wrong bearer token"})
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	// A lagging consumer: each read finds only a few more events committed.

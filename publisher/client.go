@@ -21,25 +21,36 @@ import (
 // that may not have been applied is repeated until it is answered 2xx, a terminal 4xx comes
 // back, or the attempts run out. It is safe for concurrent use.
 type Client struct {
-	urls   []string
-	token  string
-	http   *http.Client
-	retry  RetryPolicy
-	logger *slog.Logger
-	next   atomic.Uint64 // round-robin position over urls
+	urls      []string
+	token     string
+	readToken string
+	http      *http.Client
+	retry     RetryPolicy
+	logger    *slog.Logger
+	next      atomic.Uint64 // round-robin position over urls
 
 	// sleep waits between attempts; tests replace it to see the waits without taking them.
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// NewClient returns a client that spreads requests over urls round-robin. httpClient may be
-// nil for one with a 30 s timeout; logger may be nil.
-func NewClient(urls []string, token string, retry RetryPolicy, httpClient *http.Client, logger *slog.Logger) (*Client, error) {
-	if len(urls) == 0 {
+// ClientConfig sets up a Client.
+type ClientConfig struct {
+	URLs      []string // aggregators, used round-robin
+	Token     string   // bearer token for POST /publish
+	ReadToken string   // bearer token for GET /stats; Token when empty
+	Retry     RetryPolicy
+	// HTTPClient may be nil for one with a 30 s timeout.
+	HTTPClient *http.Client
+	Logger     *slog.Logger // may be nil
+}
+
+// NewClient returns a client that spreads requests over cc.URLs round-robin.
+func NewClient(cc ClientConfig) (*Client, error) {
+	if len(cc.URLs) == 0 {
 		return nil, errors.New("no aggregator URL")
 	}
-	bases := make([]string, len(urls))
-	for i, raw := range urls {
+	bases := make([]string, len(cc.URLs))
+	for i, raw := range cc.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("aggregator URL %q: %w", raw, err)
@@ -49,16 +60,21 @@ func NewClient(urls []string, token string, retry RetryPolicy, httpClient *http.
 		}
 		bases[i] = strings.TrimRight(u.String(), "/")
 	}
-	if err := retry.validate(); err != nil {
+	if err := cc.Retry.validate(); err != nil {
 		return nil, err
 	}
-	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 30 * time.Second}
+	c := &Client{urls: bases, token: cc.Token, readToken: cc.ReadToken, http: cc.HTTPClient,
+		retry: cc.Retry, logger: cc.Logger, sleep: sleepContext}
+	if c.readToken == "" {
+		c.readToken = c.token
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{urls: bases, token: token, http: httpClient, retry: retry, logger: logger, sleep: sleepContext}, nil
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
 }
 
 // Reply is what delivering one request took and what the aggregator said. 200 carries
@@ -178,8 +194,12 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	token := c.token
+	if method == http.MethodGet {
+		token = c.readToken
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -25,7 +25,7 @@ var fastRetry = RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDela
 // newRecordingClient returns a client whose waits are noted instead of taken.
 func newRecordingClient(t *testing.T, urls ...string) (*Client, func() []time.Duration) {
 	t.Helper()
-	c, err := NewClient(urls, "", fastRetry, nil, nil)
+	c, err := NewClient(ClientConfig{URLs: urls, Retry: fastRetry})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 )
@@ -11,7 +12,9 @@ import (
 // Config is one publishing run.
 type Config struct {
 	URLs  []string // aggregators, used round-robin
-	Token string   // sent as a bearer token when set
+	Token string   // bearer token for publishing
+	// ReadToken is the bearer token for /stats (used by Verify); Token when empty.
+	ReadToken string
 
 	Events      int     // events in all; 0 for no limit (then Duration or the file's end bounds the run)
 	Duplicates  float64 // share of Events that re-send earlier events, in [0, 1)
@@ -61,7 +64,7 @@ func (c Config) Validate() error {
 	check(len(c.URLs) == 0, "no aggregator URL")
 	check(c.Events < 0, "events must not be negative, got %d", c.Events)
 	check(c.Events == 0 && c.Duration == 0 && c.File == "", "with events 0 (no limit) a duration is needed")
-	check(c.Duplicates < 0 || c.Duplicates >= 1 || c.Duplicates != c.Duplicates, "duplicates must be in [0, 1), got %v", c.Duplicates)
+	check(c.Duplicates < 0 || c.Duplicates >= 1 || math.IsNaN(c.Duplicates), "duplicates must be in [0, 1), got %v", c.Duplicates)
 	check(c.Topics < 1, "topics must be at least 1, got %d", c.Topics)
 	check(c.Batch < 1, "batch must be at least 1, got %d", c.Batch)
 	check(c.Concurrency < 1, "concurrency must be at least 1, got %d", c.Concurrency)
@@ -83,5 +86,5 @@ func (c Config) client() (*Client, error) {
 		transport.MaxIdleConnsPerHost = c.Concurrency
 		hc = &http.Client{Timeout: c.Timeout, Transport: transport}
 	}
-	return NewClient(c.URLs, c.Token, c.Retry, hc, c.Logger)
+	return NewClient(ClientConfig{URLs: c.URLs, Token: c.Token, ReadToken: c.ReadToken, Retry: c.Retry, HTTPClient: hc, Logger: c.Logger})
 }

@@ -108,9 +108,10 @@ func TestRunRidesOutOverloadAndCrashes(t *testing.T) {
 
 func TestRunReportsTerminalFailures(t *testing.T) {
 	t.Parallel()
-	agg, srv := newTestAggregator(t, func(a *testAggregator) { a.token = "secret" })
+	agg, srv := newTestAggregator(t, func(a *testAggregator) { a.token, a.readToken = "secret", "reader" })
 	cfg := testConfig(srv.URL)
 	cfg.Events, cfg.Batch = 100, 10
+	cfg.ReadToken = "reader"
 	s, err := Run(testContext(t), cfg, nil)
 	if err == nil || s.Failures != 10 || s.FailedEvents != 100 || s.Sent != 0 || s.Retries != 0 {
 		t.Fatalf("without a token: err %v, summary %+v; want 10 failed requests, no retries", err, s)
@@ -119,9 +120,9 @@ func TestRunReportsTerminalFailures(t *testing.T) {
 		t.Fatalf("errors %q do not mention the 401", s.Errors)
 	}
 
-	cfg.Token = "secret"
-	if s, err = Run(testContext(t), cfg, nil); err != nil || s.Sent != 100 {
-		t.Fatalf("with the token: err %v, sent %d", err, s.Sent)
+	cfg.Token, cfg.Verify = "secret", true
+	if s, err = Run(testContext(t), cfg, nil); err != nil || s.Sent != 100 || !s.Verify.OK {
+		t.Fatalf("with the tokens: err %v, summary %+v", err, s)
 	}
 	if _, received, _, _ := agg.snapshot(); received != 100 {
 		t.Fatalf("aggregator received %d, want 100", received)

@@ -92,7 +92,8 @@ func (s Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "; stored %d new, dropped %d duplicates", s.ServerUnique, s.ServerDuplicates)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "  latency     p50 %s  p95 %s  p99 %s  max %s\n", s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Latency.Max)
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+	fmt.Fprintf(&b, "  latency     p50 %s  p95 %s  p99 %s  max %s\n", r(s.Latency.P50), r(s.Latency.P95), r(s.Latency.P99), r(s.Latency.Max))
 	for _, e := range s.Errors {
 		fmt.Fprintf(&b, "  error       %s\n", e)
 	}

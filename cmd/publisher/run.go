@@ -31,6 +31,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("random seed; pass -seed to repeat this run", "seed", cfg.Seed)
 	}
 
+	logger.Info("publishing", "urls", cfg.URLs, "token", masked(cfg.Token), "read_token", masked(cfg.ReadToken),
+		"events", cfg.Events, "duplicates", cfg.Duplicates, "topics", cfg.Topics, "batch", cfg.Batch,
+		"concurrency", cfg.Concurrency, "rate", cfg.Rate, "duration", cfg.Duration, "file", cfg.File, "verify", cfg.Verify)
 	summary, runErr := publisher.Run(ctx, cfg, progressWriter(stderr))
 	if summary.Source == "" { // the run never started
 		return runErr
@@ -52,7 +55,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs := flag.NewFlagSet("publisher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&urls, "url", "aggregator base URL; repeat it (or separate with commas) to spread requests round-robin (default "+cfg.URLs[0]+")")
-	fs.StringVar(&cfg.Token, "token", "", "bearer token for the aggregator")
+	fs.StringVar(&cfg.Token, "token", "", "bearer token for publishing")
+	fs.StringVar(&cfg.ReadToken, "read-token", "", "bearer token for reading /stats (-verify); -token when empty")
 	fs.IntVar(&cfg.Events, "events", cfg.Events, "events to send in all, duplicates included; 0 for no limit (needs -duration)")
 	fs.Float64Var(&cfg.Duplicates, "duplicates", cfg.Duplicates, "share of -events that re-send earlier events, in [0, 1)")
 	fs.IntVar(&cfg.Topics, "topics", cfg.Topics, "number of topics")
@@ -97,6 +101,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 		cfg.Events = 0 // replay the whole file unless told otherwise
 	}
 	return cfg, asJSON, cfg.Validate()
+}
+
+func masked(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "***"
 }
 
 func envName(flagName string) string {

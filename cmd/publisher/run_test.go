@@ -107,9 +107,12 @@ func TestRunPrintsJSONSummaryAndVerifies(t *testing.T) {
 func TestRunPrintsTextSummaryAndARandomSeed(t *testing.T) {
 	t.Parallel()
 	_, url := newCountingAggregator(t)
-	stdout, stderr, err := runCommand(t, []string{"-url", url, "-events", "30"}, nil)
+	stdout, stderr, err := runCommand(t, []string{"-url", url, "-events", "30", "-token", "hunter2"}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(stdout+stderr, "hunter2") {
+		t.Fatalf("the token leaked into the output:\n%s\n%s", stdout, stderr)
 	}
 	if !strings.Contains(stderr, "seed=") || !strings.Contains(stdout, "publisher done: 30 events") || !strings.Contains(stdout, ", seed ") {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
