@@ -1,0 +1,72 @@
+package http
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	resp := e.do("GET", "/stats", nil)
+	mustStatus(t, resp, http.StatusOK)
+	var fresh map[string]any
+	resp.decode(t, &fresh)
+	if topics, ok := fresh["topics"].(map[string]any); !ok || len(topics) != 0 {
+		t.Errorf("topics = %v, want {}", fresh["topics"])
+	}
+
+	mustStatus(t, e.publish(mustJSON(t, events("orders", 0, 3))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("orders", 2, 4))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("users", 0, 1))), http.StatusOK)
+	s := e.stats()
+	if s.Received != 6 || s.UniqueProcessed != 5 || s.DuplicateDropped != 1 || s.DeadLettered != 0 {
+		t.Errorf("counters %+v, want 6 received, 5 unique, 1 duplicate", s.Counters)
+	}
+	if s.Topics["orders"] != 4 || s.Topics["users"] != 1 || len(s.Topics) != 2 {
+		t.Errorf("topics %v, want orders 4, users 1", s.Topics)
+	}
+	started, err := time.Parse(time.RFC3339, s.StartedAt)
+	if err != nil || started.After(time.Now()) {
+		t.Errorf("started_at %q: %v", s.StartedAt, err)
+	}
+	if s.UptimeSeconds < 0 {
+		t.Errorf("uptime_seconds %v", s.UptimeSeconds)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for _, path := range []string{"/healthz", "/readyz", "/health"} {
+		resp := e.do("GET", path, nil)
+		mustStatus(t, resp, http.StatusOK)
+		var got healthAnswer
+		resp.decode(t, &got)
+		if got.Status != "ok" {
+			t.Errorf("%s: %+v", path, got)
+		}
+	}
+
+	// A closed store is a store that does not answer.
+	e.closeStore()
+	for _, path := range []string{"/readyz", "/health"} {
+		resp := e.do("GET", path, nil)
+		mustStatus(t, resp, http.StatusServiceUnavailable)
+		var got healthAnswer
+		resp.decode(t, &got)
+		if got.Status != "unavailable" || got.Error == "" {
+			t.Errorf("%s: %+v", path, got)
+		}
+	}
+	mustStatus(t, e.do("GET", "/healthz", nil), http.StatusOK)
+
+	// A store error reaches the client as a JSON 5xx, the details only in the log.
+	for _, path := range []string{"/stats", "/events"} {
+		resp := e.do("GET", path, nil)
+		if resp.status != http.StatusInternalServerError && resp.status != http.StatusServiceUnavailable {
+			t.Errorf("GET %s with a closed store: %d %s, want 500 or 503", path, resp.status, resp.body)
+		}
+	}
+}
