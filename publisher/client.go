@@ -147,9 +147,9 @@ type answer struct {
 // moves on to the next URL (that replica may be down); an error status stays with the
 // replica that gave it, since it spoke and told us to come back.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, reply *Reply) (answer, error) {
-	target := int(c.next.Add(1) - 1)
+	target := c.next.Add(1) - 1
 	for attempt := 1; ; attempt++ {
-		base := c.urls[target%len(c.urls)]
+		base := c.urls[target%uint64(len(c.urls))]
 		start := time.Now()
 		a, retryAfter, err := c.attempt(ctx, method, base+path, body)
 		reply.Attempts = attempt
