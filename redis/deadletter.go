@@ -1,0 +1,88 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/uts-events/uts"
+)
+
+// rejected handles an entry the store rejected on its own: it stays pending, to be claimed
+// again after ClaimIdle, until it has been delivered MaxDeliveries times.
+func (c *consumer) rejected(ctx context.Context, e entry, reason error) {
+	deliveries, err := c.deliveries(context.WithoutCancel(ctx), e.id)
+	if err != nil {
+		c.log.WarnContext(ctx, "read delivery count failed; the entry stays pending", "id", e.id, "err", err)
+		return
+	}
+	if deliveries < int64(c.opts.MaxDeliveries) {
+		c.log.WarnContext(ctx, "store rejected an event; it will be retried",
+			"id", e.id, "topic", e.event.Topic, "event_id", e.event.EventID,
+			"deliveries", deliveries, "err", reason)
+		return
+	}
+	c.deadLetter(ctx, e.id, e.fields, deliveries, reason)
+}
+
+// deliveries is how often the entry has been delivered, 0 if it is no longer pending.
+func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
+	pending, err := c.client.XPendingExt(ctx, &goredis.XPendingExtArgs{
+		Stream: c.stream,
+		Group:  c.opts.Group,
+		Start:  id,
+		End:    id,
+		Count:  1,
+	}).Result()
+	if err != nil || len(pending) == 0 {
+		return 0, err
+	}
+	return pending[0].RetryCount, nil
+}
+
+// deadLetter gives up on an entry: it is counted with the store first, so that the totals
+// still add up, then moved to the dead-letter stream with the reason, acknowledged and
+// deleted, all in one transaction. A failure leaves it pending; it may then be counted
+// twice, but never lost.
+func (c *consumer) deadLetter(ctx context.Context, id string, fields map[string]any, deliveries int64, reason error) {
+	redisCtx := context.WithoutCancel(ctx)
+	if err := c.countDeadLetter(ctx); err != nil {
+		c.log.WarnContext(ctx, "count dead letter failed; the entry stays pending", "id", id, "err", err)
+		return
+	}
+	values := []any{"id", id, "error", reason.Error(), "deliveries", deliveries}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		values = append(values, name, fields[name])
+	}
+	_, err := c.client.TxPipelined(redisCtx, func(p goredis.Pipeliner) error {
+		p.XAdd(redisCtx, &goredis.XAddArgs{Stream: c.dead, Values: values})
+		p.XAck(redisCtx, c.stream, c.opts.Group, id)
+		p.XDel(redisCtx, c.stream, id)
+		return nil
+	})
+	if err != nil {
+		c.log.WarnContext(ctx, "move to dead-letter stream failed; the entry stays pending", "id", id, "err", err)
+		return
+	}
+	c.log.ErrorContext(ctx, "event dead-lettered", "id", id, "stream", c.dead, "deliveries", deliveries, "err", reason)
+}
+
+// countDeadLetter tells DeadLetter, waiting while the store is unavailable.
+func (c *consumer) countDeadLetter(ctx context.Context) error {
+	if c.opts.DeadLetter == nil {
+		return nil
+	}
+	retry := newBackoff()
+	for {
+		err := c.opts.DeadLetter(context.WithoutCancel(ctx), 1)
+		if err == nil || uts.KindOf(err) != uts.KindUnavailable {
+			return err
+		}
+		if !retry.wait(ctx) {
+			return fmt.Errorf("%w: %w", errStopped, err)
+		}
+	}
+}
