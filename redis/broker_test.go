@@ -1,0 +1,520 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/brokertest"
+)
+
+// waitLimit bounds every wait in these tests.
+const waitLimit = 15 * time.Second
+
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, func(t *testing.T) uts.Broker {
+		// Many deliveries, so the suite's failing commits are retried, never dead-lettered.
+		return openTest(t, Options{ClaimIdle: 200 * time.Millisecond, Block: 100 * time.Millisecond, MaxDeliveries: 1000})
+	})
+}
+
+// testURL is the shared Redis the tests use; they skip without it.
+func testURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("UTS_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("UTS_TEST_REDIS_URL not set (e.g. redis://127.0.0.1:6379/0)")
+	}
+	return url
+}
+
+// openTest opens a broker on the shared Redis under a key prefix of its own, removed at
+// the end of the test. A zero opts.KeyPrefix gets a fresh one.
+func openTest(t testing.TB, opts Options) *Broker {
+	t.Helper()
+	return openAt(t, testURL(t), opts)
+}
+
+func openAt(t testing.TB, url string, opts Options) *Broker {
+	t.Helper()
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = newPrefix(t)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if opts.ClaimIdle == 0 {
+		opts.ClaimIdle = 200 * time.Millisecond
+	}
+	if opts.Block == 0 {
+		opts.Block = 100 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	b, err := Open(ctx, url, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// newPrefix returns a key prefix no other test uses, and deletes its keys when the test ends.
+func newPrefix(t testing.TB) string {
+	t.Helper()
+	var random [6]byte
+	rand.Read(random[:])
+	prefix := "utstest:" + hex.EncodeToString(random[:]) + ":"
+	url := os.Getenv("UTS_TEST_REDIS_URL")
+	t.Cleanup(func() {
+		opts, err := goredis.ParseURL(url)
+		if err != nil {
+			return
+		}
+		client := goredis.NewClient(opts)
+		defer client.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		var keys []string
+		iter := client.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		err = iter.Err()
+		if err == nil && len(keys) > 0 {
+			err = client.Del(ctx, keys...).Err()
+		}
+		if err != nil {
+			t.Logf("clean up %s*: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// newEvents returns n distinct events whose ids start with tag.
+func newEvents(tag string, n int) []uts.Event {
+	base := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	events := make([]uts.Event, n)
+	for i := range events {
+		events[i] = uts.Event{
+			Topic:     "redistest",
+			EventID:   fmt.Sprintf("%s-%d", tag, i),
+			Timestamp: base.Add(time.Duration(i) * time.Millisecond),
+			Source:    "redistest",
+			Payload:   json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)),
+		}
+	}
+	return events
+}
+
+func publish(t *testing.T, b *Broker, events []uts.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	receipt, err := b.Publish(ctx, events)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if receipt.Committed {
+		t.Fatalf("Publish receipt says Committed; the redis broker only queues")
+	}
+}
+
+// store is the tests' commit func: it keeps each key once and records every batch.
+type store struct {
+	mu      sync.Mutex
+	stored  map[uts.Key]bool
+	batches [][]uts.Event
+	// fail, when set, decides the error of a batch before anything of it is stored.
+	fail func(events []uts.Event) error
+}
+
+func newStore() *store { return &store{stored: map[uts.Key]bool{}} }
+
+func (s *store) commit(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches = append(s.batches, events)
+	if s.fail != nil {
+		if err := s.fail(events); err != nil {
+			return nil, err
+		}
+	}
+	outcomes := make([]uts.Outcome, len(events))
+	for i, e := range events {
+		outcomes[i] = uts.OutcomeDuplicate
+		if !s.stored[e.Key()] {
+			s.stored[e.Key()] = true
+			outcomes[i] = uts.OutcomeNew
+		}
+	}
+	return outcomes, nil
+}
+
+func (s *store) setFail(fail func([]uts.Event) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = fail
+}
+
+func (s *store) missing(events []uts.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range events {
+		if !s.stored[e.Key()] {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("%d of %d events not stored", n, len(events))
+	}
+	return nil
+}
+
+func (s *store) firstBatch() []uts.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batches) == 0 {
+		return nil
+	}
+	return s.batches[0]
+}
+
+func (s *store) batchCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.batches)
+}
+
+// consume runs b.Consume until the end of the test and checks that it returns nil.
+func consume(t *testing.T, b *Broker, commit uts.CommitFunc) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Consume(ctx, commit) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Consume: %v", err)
+				}
+			case <-time.After(waitLimit):
+				t.Errorf("Consume did not return within %v of its context's end", waitLimit)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitFor polls check until it returns nil, failing the test after waitLimit.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s: %v", waitLimit, what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitIdle waits until the broker has nothing in flight and its stream is empty.
+func waitIdle(t *testing.T, b *Broker) {
+	t.Helper()
+	waitFor(t, "the stream to empty", func() error {
+		ctx := context.Background()
+		depth, err := b.Depth(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := b.client.XLen(ctx, b.stream).Result()
+		if err != nil {
+			return err
+		}
+		if depth != 0 || n != 0 {
+			return fmt.Errorf("Depth %d, stream length %d", depth, n)
+		}
+		return nil
+	})
+}
+
+// readAsDeadConsumer reads up to n new entries as consumer name and never acknowledges
+// them, as a replica that crashes mid-batch does.
+func readAsDeadConsumer(t *testing.T, b *Broker, name string, n int) {
+	t.Helper()
+	streams, err := b.client.XReadGroup(context.Background(), &goredis.XReadGroupArgs{
+		Group: b.opts.Group, Consumer: name, Streams: []string{b.stream, ">"}, Count: int64(n), Block: -1,
+	}).Result()
+	if err != nil || len(streams) != 1 || len(streams[0].Messages) != n {
+		t.Fatalf("read as %s: %v, %v", name, streams, err)
+	}
+}
+
+func TestPublishIsAllOrNothingOnOneStream(t *testing.T) {
+	t.Parallel()
+	b := openTest(t, Options{})
+	events := newEvents("p", 7)
+	publish(t, b, events)
+	ctx := context.Background()
+	entries, err := b.client.XRange(ctx, b.stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(events) {
+		t.Fatalf("stream has %d entries, want %d", len(entries), len(events))
+	}
+	for i, m := range entries {
+		e, err := decode(m)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if e.event.ContentHash() != events[i].ContentHash() {
+			t.Errorf("entry %d holds other content than event %d", i, i)
+		}
+	}
+	if depth, err := b.Depth(ctx); err != nil || depth != int64(len(events)) {
+		t.Errorf("Depth = %d, %v; want %d", depth, err, len(events))
+	}
+	if _, err := b.Publish(ctx, nil); err != nil {
+		t.Errorf("Publish of no events: %v", err)
+	}
+}
+
+func TestPersistence(t *testing.T) {
+	t.Parallel()
+	b := openTest(t, Options{})
+	p, err := b.Persistence(context.Background())
+	if err != nil {
+		t.Fatalf("Persistence: %v", err)
+	}
+	// The shared test server runs without appendonly; whatever it runs, the settings read
+	// must be Redis's own words.
+	if p.AppendFsync != "always" && p.AppendFsync != "everysec" && p.AppendFsync != "no" {
+		t.Errorf("AppendFsync = %q", p.AppendFsync)
+	}
+}
+
+func TestOwnPendingEntriesComeFirstAfterRestart(t *testing.T) {
+	t.Parallel()
+	prefix := newPrefix(t)
+	// Nobody else claims anything during the test.
+	opts := Options{KeyPrefix: prefix, Consumer: "replica-1", ClaimIdle: time.Hour}
+	before := openTest(t, opts)
+	old := newEvents("old", 3)
+	publish(t, before, old)
+	readAsDeadConsumer(t, before, "replica-1", len(old))
+	fresh := newEvents("fresh", 4)
+	publish(t, before, fresh)
+
+	after := openTest(t, opts)
+	s := newStore()
+	consume(t, after, s.commit)
+	waitFor(t, "every event to be stored", func() error { return s.missing(append(old, fresh...)) })
+	first := s.firstBatch()
+	if len(first) != len(old) {
+		t.Fatalf("first batch has %d events, want the %d pending ones", len(first), len(old))
+	}
+	for i := range old {
+		if first[i].Key() != old[i].Key() {
+			t.Errorf("first batch event %d = %s, want %s", i, first[i].EventID, old[i].EventID)
+		}
+	}
+	waitIdle(t, after)
+}
+
+func TestClaimsEntriesOfADeadConsumer(t *testing.T) {
+	t.Parallel()
+	b := openTest(t, Options{Consumer: "alive"})
+	events := newEvents("orphan", 5)
+	publish(t, b, events)
+	readAsDeadConsumer(t, b, "dead", len(events))
+
+	s := newStore()
+	consume(t, b, s.commit)
+	waitFor(t, "the dead consumer's events to be stored", func() error { return s.missing(events) })
+	waitIdle(t, b)
+	pending, err := b.client.XPending(context.Background(), b.stream, b.opts.Group).Result()
+	if err != nil || pending.Count != 0 {
+		t.Errorf("XPENDING = %+v, %v; want nothing pending", pending, err)
+	}
+}
+
+var errRejected = errors.New("store rejects this event")
+
+func TestPoisonEventIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
+	t.Parallel()
+	var counted struct {
+		sync.Mutex
+		n int
+	}
+	b := openTest(t, Options{
+		MaxDeliveries: 3,
+		DeadLetter: func(ctx context.Context, n int) error {
+			counted.Lock()
+			defer counted.Unlock()
+			counted.n += n
+			return nil
+		},
+	})
+	events := newEvents("batch", 6)
+	poison := events[2]
+	s := newStore()
+	poisonCommits := 0
+	s.setFail(func(batch []uts.Event) error {
+		for _, e := range batch {
+			if e.Key() == poison.Key() {
+				if len(batch) == 1 {
+					poisonCommits++
+				}
+				return errRejected
+			}
+		}
+		return nil
+	})
+	consume(t, b, s.commit)
+	publish(t, b, events)
+
+	good := append(append([]uts.Event{}, events[:2]...), events[3:]...)
+	waitFor(t, "the good events to be stored", func() error { return s.missing(good) })
+	waitIdle(t, b)
+	if err := s.missing([]uts.Event{poison}); err == nil {
+		t.Errorf("the poison event was stored")
+	}
+	counted.Lock()
+	if counted.n != 1 {
+		t.Errorf("DeadLetter counted %d events, want 1", counted.n)
+	}
+	counted.Unlock()
+	s.mu.Lock()
+	if poisonCommits != 3 {
+		t.Errorf("the poison event was committed alone %d times, want MaxDeliveries = 3", poisonCommits)
+	}
+	s.mu.Unlock()
+
+	dead, err := b.client.XRange(context.Background(), b.dead, "-", "+").Result()
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead-letter stream = %v, %v; want one entry", dead, err)
+	}
+	if got := dead[0].Values["error"]; got != errRejected.Error() {
+		t.Errorf("dead letter error = %q, want %q", got, errRejected)
+	}
+	e, err := decode(dead[0])
+	if err != nil || e.event.ContentHash() != poison.ContentHash() {
+		t.Errorf("dead letter does not hold the original event: %v", err)
+	}
+}
+
+func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	counted := 0
+	b := openTest(t, Options{DeadLetter: func(ctx context.Context, n int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		counted += n
+		return nil
+	}})
+	ctx := context.Background()
+	for _, values := range [][]any{{fieldEvent, "{not json"}, {"other", "field"}, {fieldEvent, `{"payload":{}}`}} {
+		if err := b.client.XAdd(ctx, &goredis.XAddArgs{Stream: b.stream, Values: values}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := newEvents("fine", 2)
+	publish(t, b, events)
+	s := newStore()
+	consume(t, b, s.commit)
+	waitFor(t, "the good events to be stored", func() error { return s.missing(events) })
+	waitIdle(t, b)
+	mu.Lock()
+	defer mu.Unlock()
+	if counted != 3 {
+		t.Errorf("DeadLetter counted %d, want 3", counted)
+	}
+	if n, err := b.client.XLen(ctx, b.dead).Result(); err != nil || n != 3 {
+		t.Errorf("dead-letter stream length = %d, %v; want 3", n, err)
+	}
+}
+
+func TestStoreOutageDoesNotDeadLetter(t *testing.T) {
+	t.Parallel()
+	prefix := newPrefix(t)
+	var mu sync.Mutex
+	counted := 0
+	opts := Options{
+		KeyPrefix:     prefix,
+		MaxDeliveries: 2,
+		ClaimIdle:     100 * time.Millisecond,
+		DeadLetter: func(ctx context.Context, n int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			counted += n
+			return nil
+		},
+	}
+	s := newStore()
+	s.setFail(func([]uts.Event) error { return uts.Unavailable("store down", errors.New("connection refused")) })
+	// Two replicas, so that one could claim what the other holds while it waits.
+	opts.Consumer = "replica-1"
+	one := openTest(t, opts)
+	opts.Consumer = "replica-2"
+	two := openTest(t, opts)
+	consume(t, one, s.commit)
+	consume(t, two, s.commit)
+	events := newEvents("outage", 10)
+	publish(t, one, events)
+
+	// Long enough for several claim periods and more failed commits than MaxDeliveries.
+	waitFor(t, "commits to fail repeatedly", func() error {
+		if n := s.batchCount(); n < 6 {
+			return fmt.Errorf("%d commits so far", n)
+		}
+		return nil
+	})
+	s.setFail(nil)
+	waitFor(t, "every event to be stored once the store is back", func() error { return s.missing(events) })
+	waitIdle(t, one)
+	mu.Lock()
+	defer mu.Unlock()
+	if counted != 0 {
+		t.Errorf("DeadLetter counted %d during a store outage, want 0", counted)
+	}
+	if n, err := one.client.XLen(context.Background(), one.dead).Result(); err != nil || n != 0 {
+		t.Errorf("dead-letter stream length = %d, %v; want 0", n, err)
+	}
+}
+
+func TestStreamIsTrimmedAfterAcknowledgement(t *testing.T) {
+	t.Parallel()
+	b := openTest(t, Options{BatchEvents: 16})
+	s := newStore()
+	consume(t, b, s.commit)
+	var all []uts.Event
+	for i := range 10 {
+		events := newEvents(fmt.Sprintf("t%d", i), 10)
+		publish(t, b, events)
+		all = append(all, events...)
+	}
+	waitFor(t, "every event to be stored", func() error { return s.missing(all) })
+	waitIdle(t, b)
+}
