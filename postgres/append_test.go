@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -296,4 +297,19 @@ func waitForLockWaiter(t *testing.T, ctx context.Context, conn *pgx.Conn, xid st
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("no session waited for transaction %s", xid)
+}
+
+// TestAppendPlanIsLinear guards against the planner joining the batch's CTEs by nested loops,
+// which a generic plan (it guesses 10 rows per array) chooses and which is quadratic in the
+// batch size.
+func TestAppendPlanIsLinear(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t)
+	plan, err := s.ExplainAppend(t.Context(), []uts.Event{event("t", "a", "x"), event("t", "a", "y")})
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	if strings.Contains(plan, "Nested Loop") {
+		t.Fatalf("the plan joins by nested loops:\n%s", plan)
+	}
 }
