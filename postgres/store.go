@@ -11,7 +11,8 @@
 //     transactions can never both insert a key, whatever their snapshots.
 //   - Counting: each event's outcome follows from whether this statement inserted its key
 //     (RETURNING says so exactly) and, for a key it did not insert, from the stored content
-//     hash. A key skipped because of a row committed after the statement's snapshot is
+//     hash. Rows are never updated or deleted, so a hash the snapshot sees is the hash. But a
+//     key skipped because of a row committed after the statement's snapshot was taken is
 //     invisible to that snapshot; for those keys only, a VOLATILE function reads the hash
 //     with a fresh snapshot, which sees it (the skip means that row has committed). The
 //     counter rows are then incremented with UPDATE-style upserts, which add to the latest
@@ -24,10 +25,17 @@
 //
 // Per-topic counters are split into shards (topic, shard); a batch adds to one randomly
 // chosen shard, and Stats sums them, so concurrent batches rarely queue on the same row.
-// Locks are taken in one global order: the batch's keys sorted by (topic, event_id) first,
-// then the counter rows sorted by topic; the counter upsert reads an aggregate of the insert,
+// Locks are taken in one global order: the batch's keys sorted by (topic, event_id) in byte
+// order first, then the counter rows sorted by topic; the counter upsert reads an aggregate of the insert,
 // so it cannot start before the insert has finished. Two batches therefore never wait on
 // each other in a cycle.
+//
+// # Processing order
+//
+// Sequence numbers (the events' Cursor) are drawn in batch order when a batch runs, but
+// concurrent batches commit in their own order: a reader paging by cursor right behind the
+// writers can pass over an event whose batch commits just after it read. Listings are exact
+// once nothing is in flight.
 package postgres
 
 import (
