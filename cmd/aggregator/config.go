@@ -1,0 +1,196 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// config is every setting of the aggregator. It is filled from flags, then from the
+// environment for flags not given, validated once, and logged at start with secrets masked.
+type config struct {
+	Addr            string
+	DB              string // sqlite:PATH, a bare PATH, or postgres://…
+	Broker          string // "" for the in-process queue, or redis://…
+	Workers         int
+	QueueEvents     int
+	BatchEvents     int
+	Linger          time.Duration
+	Limits          uts.Limits
+	Tokens          []string
+	ReadTokens      []string
+	ConsumerName    string
+	RedisPrefix     string
+	ClaimIdle       time.Duration
+	MaxDeliveries   int
+	LogLevel        slog.Level
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+// parseConfig reads flags from args and, for each flag not given, its UTS_* twin from getenv.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	c := config{Limits: uts.DefaultLimits()}
+	fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := map[string]string{} // flag name -> variable
+	bind := func(name, variable string) { env[name] = variable }
+
+	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
+	bind("addr", "UTS_ADDR")
+	fs.StringVar(&c.DB, "db", "sqlite:./data/uts.db", "store URL: sqlite:PATH or postgres://…")
+	bind("db", "UTS_DB")
+	fs.StringVar(&c.Broker, "broker", "", "broker URL: empty for the in-process queue, or redis://HOST:PORT/DB")
+	bind("broker", "UTS_BROKER")
+	fs.IntVar(&c.Workers, "workers", 2, "consumer workers committing batches")
+	bind("workers", "UTS_WORKERS")
+	fs.IntVar(&c.QueueEvents, "queue-events", 100_000, "in-process queue capacity, in events; a full queue answers 503")
+	bind("queue-events", "UTS_QUEUE_EVENTS")
+	fs.IntVar(&c.BatchEvents, "commit-events", 5_000, "most events committed in one transaction")
+	bind("commit-events", "UTS_COMMIT_EVENTS")
+	fs.DurationVar(&c.Linger, "linger", 2*time.Millisecond, "longest a consumer waits to fill a batch")
+	bind("linger", "UTS_LINGER")
+	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", c.Limits.MaxEventBytes, "largest event, in bytes")
+	bind("max-event-bytes", "UTS_MAX_EVENT_BYTES")
+	fs.IntVar(&c.Limits.MaxBatchEvents, "max-batch-events", c.Limits.MaxBatchEvents, "most events in one request")
+	bind("max-batch-events", "UTS_MAX_BATCH_EVENTS")
+	fs.Int64Var(&c.Limits.MaxBodyBytes, "max-body-bytes", c.Limits.MaxBodyBytes, "largest request body, in bytes")
+	bind("max-body-bytes", "UTS_MAX_BODY_BYTES")
+	fs.Func("token", "bearer token required by POST /publish (repeat or comma-separate for several)", func(s string) error {
+		c.Tokens = append(c.Tokens, splitList(s)...)
+		return nil
+	})
+	bind("token", "UTS_TOKEN")
+	fs.Func("read-token", "bearer token required by the read endpoints (repeat or comma-separate for several)", func(s string) error {
+		c.ReadTokens = append(c.ReadTokens, splitList(s)...)
+		return nil
+	})
+	bind("read-token", "UTS_READ_TOKEN")
+	fs.StringVar(&c.ConsumerName, "consumer-name", "", "Redis consumer name; a replica restarted with the same name resumes its own pending entries (default: host name)")
+	bind("consumer-name", "UTS_CONSUMER_NAME")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "uts:", "prefix of the Redis keys")
+	bind("redis-prefix", "UTS_REDIS_PREFIX")
+	fs.DurationVar(&c.ClaimIdle, "claim-idle", 30*time.Second, "idle time after which a dead consumer's pending entries are claimed")
+	bind("claim-idle", "UTS_CLAIM_IDLE")
+	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 5, "deliveries of one entry before it goes to the dead-letter stream")
+	bind("max-deliveries", "UTS_MAX_DELIVERIES")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	bind("log-level", "UTS_LOG_LEVEL")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	bind("log-format", "UTS_LOG_FORMAT")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait to drain on SIGINT/SIGTERM")
+	bind("shutdown-timeout", "UTS_SHUTDOWN_TIMEOUT")
+
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, variable := range env {
+		if v := getenv(variable); v != "" && !given[name] {
+			if err := fs.Set(name, v); err != nil {
+				return c, fmt.Errorf("%s=%q: %w", variable, v, err)
+			}
+		}
+	}
+	return c, c.validate()
+}
+
+// envVariables lists every variable the aggregator reads; a test checks the deployment
+// files against it.
+func envVariables() []string {
+	var names []string
+	_, _ = parseConfig(nil, func(v string) string { names = append(names, v); return "" }, io.Discard)
+	return names
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func (c config) validate() error {
+	var errs []error
+	positive := func(name string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("-%s must be positive, got %d", name, v))
+		}
+	}
+	positive("workers", c.Workers)
+	positive("queue-events", c.QueueEvents)
+	positive("commit-events", c.BatchEvents)
+	positive("max-event-bytes", c.Limits.MaxEventBytes)
+	positive("max-batch-events", c.Limits.MaxBatchEvents)
+	positive("max-deliveries", c.MaxDeliveries)
+	if c.Limits.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("-max-body-bytes must be positive"))
+	}
+	if c.Linger < 0 {
+		errs = append(errs, fmt.Errorf("-linger must not be negative"))
+	}
+	if _, _, err := storeKind(c.DB); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Broker != "" && !strings.HasPrefix(c.Broker, "redis://") && !strings.HasPrefix(c.Broker, "rediss://") {
+		errs = append(errs, fmt.Errorf("-broker must be empty or a redis:// URL, got %q", mask(c.Broker)))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("-log-format must be text or json, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// storeKind splits a store URL into its kind and what that kind opens.
+func storeKind(db string) (kind, target string, err error) {
+	switch {
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		return "postgres", db, nil
+	case strings.HasPrefix(db, "sqlite://"):
+		return "sqlite", strings.TrimPrefix(db, "sqlite://"), nil
+	case strings.HasPrefix(db, "sqlite:"):
+		return "sqlite", strings.TrimPrefix(db, "sqlite:"), nil
+	case db == "":
+		return "", "", fmt.Errorf("-db must name a store")
+	case strings.Contains(db, "://"):
+		return "", "", fmt.Errorf("-db: unknown store %q; use sqlite:PATH or postgres://…", mask(db))
+	}
+	return "sqlite", db, nil
+}
+
+// mask hides the password of a URL, for logs.
+func mask(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// logValue is the config as logged at start: URLs masked, tokens counted, never shown.
+func (c config) logAttrs() []any {
+	broker := "in-process"
+	if c.Broker != "" {
+		broker = mask(c.Broker)
+	}
+	return []any{
+		"addr", c.Addr, "db", mask(c.DB), "broker", broker, "workers", c.Workers,
+		"queue_events", c.QueueEvents, "batch_events", c.BatchEvents, "linger", c.Linger,
+		"max_event_bytes", c.Limits.MaxEventBytes, "max_batch_events", c.Limits.MaxBatchEvents,
+		"max_body_bytes", c.Limits.MaxBodyBytes, "publish_tokens", len(c.Tokens), "read_tokens", len(c.ReadTokens),
+	}
+}

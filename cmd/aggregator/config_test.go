@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigPrecedence(t *testing.T) {
+	env := map[string]string{"UTS_ADDR": ":9000", "UTS_WORKERS": "7", "UTS_TOKEN": "a, b", "UTS_LINGER": "5ms"}
+	c, err := parseConfig([]string{"-workers", "3"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":9000" {
+		t.Errorf("environment not applied: addr %q", c.Addr)
+	}
+	if c.Workers != 3 {
+		t.Errorf("a flag must beat its variable: workers %d", c.Workers)
+	}
+	if !slices.Equal(c.Tokens, []string{"a", "b"}) || c.Linger != 5*time.Millisecond {
+		t.Errorf("tokens %v linger %v", c.Tokens, c.Linger)
+	}
+	d, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Addr != ":8080" || d.DB != "sqlite:./data/uts.db" || d.Broker != "" || d.Limits.MaxBatchEvents != 10_000 {
+		t.Errorf("defaults: %+v", d)
+	}
+}
+
+func TestConfigRejects(t *testing.T) {
+	for _, args := range [][]string{
+		{"-queue-events", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
+		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
+	} {
+		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	if _, err := parseConfig(nil, func(k string) string {
+		if k == "UTS_WORKERS" {
+			return "many"
+		}
+		return ""
+	}, io.Discard); err == nil || !strings.Contains(err.Error(), "UTS_WORKERS") {
+		t.Errorf("a bad variable must be named: %v", err)
+	}
+}
+
+func TestStoreKind(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"sqlite:./data/uts.db":           {"sqlite", "./data/uts.db"},
+		"sqlite:///tmp/x.db":             {"sqlite", "/tmp/x.db"},
+		"/tmp/plain.db":                  {"sqlite", "/tmp/plain.db"},
+		"postgres://u:p@h/db":            {"postgres", "postgres://u:p@h/db"},
+		"postgresql://h/db?sslmode=none": {"postgres", "postgresql://h/db?sslmode=none"},
+	} {
+		kind, target, err := storeKind(in)
+		if err != nil || kind != want[0] || target != want[1] {
+			t.Errorf("storeKind(%q) = %q %q %v, want %v", in, kind, target, err, want)
+		}
+	}
+}
+
+func TestConfigLogMasksSecrets(t *testing.T) {
+	c, err := parseConfig([]string{"-db", "postgres://user:hunter2@db/x", "-token", "s3cret"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := fmt.Sprint(c.logAttrs()...)
+	if strings.Contains(logged, "hunter2") || strings.Contains(logged, "s3cret") || !strings.Contains(logged, "user") {
+		t.Fatalf("the start log must mask secrets and keep the rest: %s", logged)
+	}
+}

@@ -1,0 +1,180 @@
+// Command aggregator serves the UTS Event System API: it validates published events, hands
+// them to the consumer through a broker, and stores each (topic, event_id) once.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/consumer"
+	"github.com/uts-events/uts/http"
+	"github.com/uts-events/uts/inproc"
+	"github.com/uts-events/uts/postgres"
+	"github.com/uts-events/uts/redis"
+	"github.com/uts-events/uts/sqlite"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx is cancelled, then stops accepting, drains the queue, commits and
+// closes.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stdout)
+
+	store, err := openStore(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	broker, err := openBroker(ctx, cfg, store, logger)
+	if err != nil {
+		return err
+	}
+
+	stats, err := store.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the counters: %w", err)
+	}
+
+	listener, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	logger.Info("aggregator started", append(cfg.logAttrs(),
+		"listening", listener.Addr().String(),
+		"received", stats.Received, "unique_processed", stats.UniqueProcessed,
+		"duplicate_dropped", stats.DuplicateDropped)...)
+
+	server := &nethttp.Server{
+		Handler: http.NewHandler(http.Config{
+			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
+			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// The consumers outlive the server: in-flight requests wait on their commits, so the
+	// consumers stop only after the server has answered them all.
+	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsuming()
+	consumed := make(chan error, 1)
+	go func() { consumed <- broker.Consume(consumeCtx, consumer.New(store, logger).Commit) }()
+
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+
+	select {
+	case err := <-served:
+		stopConsuming()
+		<-consumed
+		return fmt.Errorf("serving: %w", err)
+	case err := <-consumed:
+		shutdownServer(server, cfg.ShutdownTimeout, logger)
+		return fmt.Errorf("consumer stopped: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down: no new requests, draining the queue")
+	shutdownServer(server, cfg.ShutdownTimeout, logger)
+	stopConsuming()
+	select {
+	case err := <-consumed:
+		if err != nil {
+			return fmt.Errorf("draining: %w", err)
+		}
+	case <-time.After(cfg.ShutdownTimeout):
+		return errors.New("draining: timed out")
+	}
+	final, err := store.Stats(context.Background())
+	if err == nil {
+		logger.Info("aggregator stopped", "received", final.Received,
+			"unique_processed", final.UniqueProcessed, "duplicate_dropped", final.DuplicateDropped)
+	}
+	return nil
+}
+
+func shutdownServer(server *nethttp.Server, timeout time.Duration, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := server.Shutdown(ctx); err != nil {
+		logger.Warn("shutdown did not finish cleanly", "error", err)
+	}
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func openStore(ctx context.Context, db string) (uts.Store, error) {
+	kind, target, err := storeKind(db)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case "postgres":
+		store, err := postgres.Open(ctx, target)
+		if err != nil {
+			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+		}
+		return store, nil
+	default:
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return nil, fmt.Errorf("creating the data folder: %w", err)
+		}
+		store, err := sqlite.Open(ctx, target)
+		if err != nil {
+			return nil, fmt.Errorf("opening SQLite %s: %w", target, err)
+		}
+		return store, nil
+	}
+}
+
+func openBroker(ctx context.Context, cfg config, store uts.Store, logger *slog.Logger) (uts.Broker, error) {
+	if cfg.Broker == "" {
+		return inproc.New(inproc.Options{
+			QueueEvents: cfg.QueueEvents, BatchEvents: cfg.BatchEvents, Linger: cfg.Linger, Workers: cfg.Workers,
+		}), nil
+	}
+	name := cfg.ConsumerName
+	if name == "" {
+		host, _ := os.Hostname()
+		name = host
+	}
+	broker, err := redis.Open(ctx, cfg.Broker, redis.Options{
+		KeyPrefix: cfg.RedisPrefix, Consumer: name, BatchEvents: cfg.BatchEvents,
+		ClaimIdle: cfg.ClaimIdle, MaxDeliveries: cfg.MaxDeliveries, Logger: logger,
+		DeadLetter: store.DeadLetter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the Redis broker: %w", err)
+	}
+	return broker, nil
+}
