@@ -1,9 +1,11 @@
 -- Each (topic, event_id) is stored once: the unique key is what finds duplicates, within a
--- batch, across batches, across workers and across replicas.
+-- batch, across batches, across workers and across replicas. Topics and ids are identifiers,
+-- compared byte by byte (COLLATE "C"): that is their meaning, and it is much cheaper for the
+-- indexes than a linguistic collation.
 CREATE TABLE events (
     seq          bigserial   PRIMARY KEY, -- processing order; the listing's cursor
-    topic        text        NOT NULL,
-    event_id     text        NOT NULL,
+    topic        text        COLLATE "C" NOT NULL,
+    event_id     text        COLLATE "C" NOT NULL,
     ts           timestamptz NOT NULL,
     ts_nanos     smallint    NOT NULL,    -- timestamptz keeps microseconds; these are the rest
     source       text        NOT NULL,
@@ -21,7 +23,7 @@ CREATE INDEX events_topic_seq ON events (topic, seq);
 -- sums of these (received = unique + duplicates, plus dead letters), so no other row is
 -- written per batch.
 CREATE TABLE topic_counters (
-    topic         text        NOT NULL,
+    topic         text        COLLATE "C" NOT NULL,
     shard         smallint    NOT NULL,
     unique_count  bigint      NOT NULL,
     duplicates    bigint      NOT NULL, -- including conflicts
