@@ -33,6 +33,7 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	Probe           string // a URL to check instead of serving; see probe
 }
 
 // parseConfig reads flags from args and, for each flag not given, its UTS_* twin from getenv.
@@ -87,6 +88,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("log-format", "UTS_LOG_FORMAT")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait to drain on SIGINT/SIGTERM")
 	bind("shutdown-timeout", "UTS_SHUTDOWN_TIMEOUT")
+	// No UTS_PROBE: a variable set in a container's environment would turn every start into
+	// a probe, and the server would never run.
+	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err

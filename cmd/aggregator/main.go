@@ -41,6 +41,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.Probe != "" {
+		return probe(ctx, cfg.Probe)
+	}
 	logger := newLogger(cfg, stdout)
 
 	store, err := openStore(ctx, cfg.DB)
