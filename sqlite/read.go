@@ -1,0 +1,97 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// Events returns a page of stored events in processing order; see uts.Store.
+func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent, error) {
+	if s.closed.Load() {
+		return nil, uts.Unavailable("sqlite: store is closed", nil)
+	}
+	if q.Limit <= 0 {
+		return []uts.StoredEvent{}, nil
+	}
+	const columns = `SELECT seq, topic, event_id, ts, source, payload, processed_at FROM events `
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if q.Topic == "" {
+		rows, err = s.read.QueryContext(ctx, columns+`WHERE seq > ? ORDER BY seq LIMIT ?`, q.After, q.Limit)
+	} else {
+		rows, err = s.read.QueryContext(ctx, columns+`WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?`, q.Topic, q.After, q.Limit)
+	}
+	if err != nil {
+		return nil, classify(ctx, "events", err)
+	}
+	defer rows.Close()
+
+	events := make([]uts.StoredEvent, 0, min(q.Limit, 1000))
+	for rows.Next() {
+		var (
+			e                      uts.StoredEvent
+			payload                []byte
+			timestamp, processedAt int64
+		)
+		if err := rows.Scan(&e.Cursor, &e.Topic, &e.EventID, &timestamp, &e.Source, &payload, &processedAt); err != nil {
+			return nil, classify(ctx, "events", err)
+		}
+		e.Payload = payload
+		e.Timestamp = fromUnixNano(timestamp)
+		e.ProcessedAt = fromUnixNano(processedAt)
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(ctx, "events", err)
+	}
+	return events, nil
+}
+
+// Stats reads the counters and per-topic totals from one snapshot, so they agree.
+func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
+	if s.closed.Load() {
+		return uts.Stats{}, uts.Unavailable("sqlite: store is closed", nil)
+	}
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return uts.Stats{}, classify(ctx, "stats", err)
+	}
+	defer tx.Rollback()
+
+	var st uts.Stats
+	c := &st.Counters
+	err = tx.QueryRowContext(ctx, `SELECT received, unique_processed, duplicate_dropped, duplicate_conflicts, dead_lettered
+		FROM counters WHERE id = 1`).Scan(&c.Received, &c.UniqueProcessed, &c.DuplicateDropped, &c.DuplicateConflicts, &c.DeadLettered)
+	if err != nil {
+		return uts.Stats{}, classify(ctx, "stats: counters", err)
+	}
+
+	// The topics table's key uses SQLite's default BINARY collation: byte order, as Go sorts.
+	rows, err := tx.QueryContext(ctx, `SELECT topic, unique_processed, duplicates, conflicts, last_event_at
+		FROM topics ORDER BY topic`)
+	if err != nil {
+		return uts.Stats{}, classify(ctx, "stats: topics", err)
+	}
+	defer rows.Close()
+	st.Topics = []uts.TopicStats{}
+	for rows.Next() {
+		var t uts.TopicStats
+		var last int64
+		if err := rows.Scan(&t.Topic, &t.Unique, &t.Duplicates, &t.Conflicts, &last); err != nil {
+			return uts.Stats{}, classify(ctx, "stats: topics", err)
+		}
+		t.LastEventAt = fromUnixNano(last)
+		st.Topics = append(st.Topics, t)
+	}
+	if err := rows.Err(); err != nil {
+		return uts.Stats{}, classify(ctx, "stats: topics", err)
+	}
+	return st, nil
+}
+
+func fromUnixNano(n int64) time.Time { return time.Unix(0, n).UTC() }

@@ -1,0 +1,127 @@
+// Package sqlite implements uts.Store on a local SQLite file, in pure Go (no cgo).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+
+	_ "github.com/ncruces/go-sqlite3/driver" // registers "sqlite3"
+
+	"github.com/uts-events/uts"
+)
+
+// Store is a uts.Store on one SQLite file. SQLite admits one writer at a time, so writes go
+// through a single connection; reads use a pool of their own and, thanks to WAL, read a
+// snapshot without ever waiting behind a write.
+type Store struct {
+	write *sql.DB
+	read  *sql.DB
+	// writing is a lock that a waiting Append can give up on when its context ends; whoever
+	// holds it owns the buffers below.
+	writing chan struct{}
+	writes  *writeStatements
+	closed  atomic.Bool
+}
+
+var _ uts.Store = (*Store)(nil)
+
+// Open opens or creates the store at path, creating its folder if missing.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("sqlite: create folder for %s: %w", path, err)
+	}
+	// journal_mode=WAL with synchronous=FULL: a commit returns only after its WAL frames are
+	// fsynced, so a successful Append survives kill -9 and power loss alike. With NORMAL the
+	// WAL is fsynced only at checkpoints: still safe against kill -9 (the OS holds the
+	// written pages), but a power cut could lose the last commits that were acknowledged.
+	//
+	// busy_timeout makes a second process that opened the same file wait for the write lock
+	// instead of failing at once; _txlock=immediate takes that lock at BEGIN, so a
+	// transaction never fails half-way on a lock upgrade.
+	//
+	// page_size=16384 (taking effect when the file is created) quarters the WAL frames, and
+	// so the write syscalls, a commit costs: 15-20% less CPU per event than 4096.
+	//
+	// temp_store=memory keeps the statement journal of a multi-row INSERT off the disk: it
+	// only serves to undo a failed statement, and writing it to a temp file cost 10% of an
+	// Append.
+	write, err := sql.Open("sqlite3", dsn(path, "_pragma=busy_timeout(10000)", "_pragma=page_size(16384)", "_pragma=journal_mode(wal)",
+		"_pragma=synchronous(full)", "_pragma=temp_store(memory)", "_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, write); err != nil {
+		write.Close()
+		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
+	}
+	writes, err := prepareWrites(ctx, write)
+	if err != nil {
+		write.Close()
+		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
+	}
+
+	// Readers are query_only: a read path that tried to write would fail instead of taking
+	// the write lock.
+	read, err := sql.Open("sqlite3", dsn(path, "_pragma=busy_timeout(10000)", "_pragma=query_only(1)", "_txlock=deferred"))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+
+	s := &Store{write: write, read: read, writing: make(chan struct{}, 1), writes: writes}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func dsn(path string, params ...string) string {
+	d := "file:" + path
+	for i, p := range params {
+		if i == 0 {
+			d += "?" + p
+		} else {
+			d += "&" + p
+		}
+	}
+	return d
+}
+
+// Ping checks that both the writer and the readers reach the file.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return uts.Unavailable("sqlite: store is closed", nil)
+	}
+	if err := s.write.PingContext(ctx); err != nil {
+		return classify(ctx, "ping", err)
+	}
+	if err := s.read.PingContext(ctx); err != nil {
+		return classify(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Close waits for a running Append to finish and closes the file.
+func (s *Store) Close() error {
+	s.writing <- struct{}{} // an Append in flight finishes first
+	defer s.unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.writes.close()
+	return errors.Join(s.read.Close(), s.write.Close())
+}
