@@ -127,23 +127,59 @@ func newBatch(events []uts.Event) *batch {
 	return b
 }
 
-// readStoredHashes fetches the stored hash of every key the insert refused.
+// readStoredHashes fetches the stored hash of every key the insert refused, a chunk of
+// keys per statement.
 func (w *writeStatements) readStoredHashes(ctx context.Context, tx *sql.Tx, b *batch) error {
-	var stmt *sql.Stmt
+	var refused []int
 	for _, i := range b.distinct {
-		if b.inserted[i] {
-			continue
+		if !b.inserted[i] {
+			refused = append(refused, i)
 		}
-		if stmt == nil {
-			stmt = tx.StmtContext(ctx, w.storedHash)
-			b.stored = make(map[uts.Key]string)
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	b.stored = make(map[uts.Key]string, len(refused))
+	for len(refused) > 0 {
+		n := maxChunk
+		for n > len(refused) {
+			n /= 2
 		}
-		e := b.events[i]
+		if err := w.lookupChunk(ctx, tx, b, refused[:n]); err != nil {
+			return err
+		}
+		refused = refused[n:]
+	}
+	return nil
+}
+
+func (w *writeStatements) lookupChunk(ctx context.Context, tx *sql.Tx, b *batch, rows []int) error {
+	args := w.args[:0]
+	for _, i := range rows {
+		args = append(args, b.events[i].Topic, b.events[i].EventID)
+	}
+	w.args = args
+	defer clear(args)
+	found, err := tx.StmtContext(ctx, w.lookupBySize[len(rows)]).QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer found.Close()
+	for found.Next() {
+		var key uts.Key
 		var hash string
-		if err := stmt.QueryRowContext(ctx, e.Topic, e.EventID).Scan(&hash); err != nil {
-			return fmt.Errorf("%s/%s: %w", e.Topic, e.EventID, err)
+		if err := found.Scan(&key.Topic, &key.EventID, &hash); err != nil {
+			return err
 		}
-		b.stored[e.Key()] = hash
+		b.stored[key] = hash
+	}
+	if err := found.Err(); err != nil {
+		return err
+	}
+	for _, i := range rows {
+		if _, ok := b.stored[b.events[i].Key()]; !ok {
+			return fmt.Errorf("%s/%s: refused by the insert but not stored", b.events[i].Topic, b.events[i].EventID)
+		}
 	}
 	return nil
 }

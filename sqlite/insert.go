@@ -20,6 +20,7 @@ const maxChunk = 256
 // (1000 rows: 256×3+128+64+32+8).
 type writeStatements struct {
 	insertBySize map[int]*sql.Stmt
+	lookupBySize map[int]*sql.Stmt // stored hashes of refused keys, like insertBySize
 	storedHash   *sql.Stmt
 	addCounters  *sql.Stmt
 	addTopic     *sql.Stmt
@@ -27,7 +28,7 @@ type writeStatements struct {
 }
 
 func prepareWrites(ctx context.Context, db *sql.DB) (*writeStatements, error) {
-	w := &writeStatements{insertBySize: make(map[int]*sql.Stmt)}
+	w := &writeStatements{insertBySize: make(map[int]*sql.Stmt), lookupBySize: make(map[int]*sql.Stmt)}
 	var err error
 	prepare := func(query string) *sql.Stmt {
 		stmt, prepErr := db.PrepareContext(ctx, query)
@@ -38,6 +39,7 @@ func prepareWrites(ctx context.Context, db *sql.DB) (*writeStatements, error) {
 	}
 	for n := 1; n <= maxChunk; n *= 2 {
 		w.insertBySize[n] = prepare(insertSQL(n))
+		w.lookupBySize[n] = prepare(lookupSQL(n))
 	}
 	w.storedHash = prepare(`SELECT content_hash FROM events WHERE topic = ? AND event_id = ?`)
 	w.addCounters = prepare(`UPDATE counters SET
@@ -72,15 +74,32 @@ func insertSQL(rows int) string {
 	return q.String()
 }
 
+// lookupSQL reads the stored hashes of n keys in one statement: one query per key cost
+// about 20µs each through database/sql, a third of the whole Append on a duplicate-heavy batch.
+func lookupSQL(keys int) string {
+	var q strings.Builder
+	q.WriteString(`SELECT topic, event_id, content_hash FROM events WHERE (topic, event_id) IN (VALUES `)
+	for i := range keys {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?,?)`)
+	}
+	q.WriteString(`)`)
+	return q.String()
+}
+
 func (w *writeStatements) close() {
 	for _, stmt := range []*sql.Stmt{w.storedHash, w.addCounters, w.addTopic} {
 		if stmt != nil {
 			stmt.Close()
 		}
 	}
-	for _, stmt := range w.insertBySize {
-		if stmt != nil {
-			stmt.Close()
+	for _, stmts := range []map[int]*sql.Stmt{w.insertBySize, w.lookupBySize} {
+		for _, stmt := range stmts {
+			if stmt != nil {
+				stmt.Close()
+			}
 		}
 	}
 }
