@@ -188,6 +188,13 @@ var timestampLayouts = []struct {
 	{"2006-01-02T15:04:05", false},     // no zone: taken as UTC
 }
 
+// MinTimestamp and MaxTimestamp bound an event's timestamp to what an int64 of nanoseconds
+// since 1970 holds, so that every store keeps it exactly.
+var (
+	MinTimestamp = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTimestamp = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 func timestamp(raw json.RawMessage) (time.Time, string) {
 	s, msg := str(raw)
 	if msg != "" {
@@ -208,6 +215,9 @@ func timestamp(raw json.RawMessage) (time.Time, string) {
 			t, err = time.ParseInLocation(l.layout, s, time.UTC)
 		}
 		if err == nil {
+			if t.Before(MinTimestamp) || t.After(MaxTimestamp) {
+				return time.Time{}, fmt.Sprintf("must be between %s and %s", MinTimestamp.Format(time.DateOnly), MaxTimestamp.Format(time.DateOnly))
+			}
 			return t.UTC(), ""
 		}
 	}

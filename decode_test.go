@@ -87,6 +87,8 @@ func TestDecodeBatchRejects(t *testing.T) {
 		{"timestamp not a date", withField("timestamp", `"yesterday"`), uts.KindInvalid, "timestamp"},
 		{"timestamp date only", withField("timestamp", `"2026-11-25"`), uts.KindInvalid, "timestamp"},
 		{"timestamp bad month", withField("timestamp", `"2026-13-25T10:00:00Z"`), uts.KindInvalid, "timestamp"},
+		{"timestamp too early", withField("timestamp", `"1677-12-31T23:59:59Z"`), uts.KindInvalid, "timestamp"},
+		{"timestamp too late", withField("timestamp", `"2262-01-01T00:00:01Z"`), uts.KindInvalid, "timestamp"},
 		{"timestamp number", withField("timestamp", `1764064800`), uts.KindInvalid, "timestamp"},
 		{"payload array", withField("payload", `[1,2]`), uts.KindInvalid, "payload"},
 		{"payload string", withField("payload", `"x"`), uts.KindInvalid, "payload"},
