@@ -20,6 +20,7 @@ import (
 	"github.com/uts-events/uts/consumer"
 	"github.com/uts-events/uts/http"
 	"github.com/uts-events/uts/inproc"
+	"github.com/uts-events/uts/metrics"
 	"github.com/uts-events/uts/postgres"
 	"github.com/uts-events/uts/redis"
 	"github.com/uts-events/uts/sqlite"
@@ -52,10 +53,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer store.Close()
 
-	broker, err := openBroker(ctx, cfg, store, logger)
+	// The metrics hear of events where they pass (publish, commit, dead letter) and of
+	// requests around the API, so no other package needs to know Prometheus.
+	meters := metrics.New()
+	broker, err := openBroker(ctx, cfg, meters.DeadLetters(store.DeadLetter), logger)
 	if err != nil {
 		return err
 	}
+	broker = meters.Broker(broker)
 
 	stats, err := store.Stats(ctx)
 	if err != nil {
@@ -72,10 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"duplicate_dropped", stats.DuplicateDropped)...)
 
 	server := &nethttp.Server{
-		Handler: http.NewHandler(http.Config{
+		Handler: meters.Requests(http.NewHandler(http.Config{
 			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
-			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens,
-		}),
+			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -85,7 +90,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsuming()
 	consumed := make(chan error, 1)
-	go func() { consumed <- broker.Consume(consumeCtx, consumer.New(store, logger).Commit) }()
+	go func() {
+		consumed <- broker.Consume(consumeCtx, consumer.New(store, logger, consumer.WithObserver(meters)).Commit)
+	}()
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
@@ -160,7 +167,7 @@ func openStore(ctx context.Context, db string) (uts.Store, error) {
 	}
 }
 
-func openBroker(ctx context.Context, cfg config, store uts.Store, logger *slog.Logger) (uts.Broker, error) {
+func openBroker(ctx context.Context, cfg config, deadLetter func(context.Context, int) error, logger *slog.Logger) (uts.Broker, error) {
 	if cfg.Broker == "" {
 		return inproc.New(inproc.Options{
 			QueueEvents: cfg.QueueEvents, BatchEvents: cfg.BatchEvents, Linger: cfg.Linger, Workers: cfg.Workers,
@@ -174,7 +181,7 @@ func openBroker(ctx context.Context, cfg config, store uts.Store, logger *slog.L
 	broker, err := redis.Open(ctx, cfg.Broker, redis.Options{
 		KeyPrefix: cfg.RedisPrefix, Consumer: name, BatchEvents: cfg.BatchEvents,
 		ClaimIdle: cfg.ClaimIdle, MaxDeliveries: cfg.MaxDeliveries, Logger: logger,
-		DeadLetter: store.DeadLetter,
+		DeadLetter: deadLetter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the Redis broker: %w", err)
