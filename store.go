@@ -106,6 +106,11 @@ type Store interface {
 	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
 	// Stats reads the counters and per-topic totals.
 	Stats(ctx context.Context) (Stats, error)
+	// StoredHash returns the ContentHash of the event stored under key, or "" when none is.
+	// With the hash of a conflicting duplicate beside it, the log shows what a producer
+	// changed under a reused id. It is one indexed read, off the Append path: the consumer
+	// calls it only for the conflicts it logs.
+	StoredHash(ctx context.Context, key Key) (string, error)
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

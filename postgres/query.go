@@ -3,6 +3,8 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
+	"errors"
 	"slices"
 	"time"
 
@@ -96,4 +98,19 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 	// orders topics alike.
 	slices.SortFunc(stats.Topics, func(a, b uts.TopicStats) int { return cmp.Compare(a.Topic, b.Topic) })
 	return stats, nil
+}
+
+// StoredHash returns the stored event's content hash, hex-encoded as Event.ContentHash is;
+// see uts.Store.
+func (s *Store) StoredHash(ctx context.Context, key uts.Key) (string, error) {
+	var hash []byte
+	err := s.pool.QueryRow(ctx, `SELECT content_hash FROM events WHERE topic = $1 AND event_id = $2`,
+		key.Topic, key.EventID).Scan(&hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", wrap("stored hash", err)
+	}
+	return hex.EncodeToString(hash), nil
 }

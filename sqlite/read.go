@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/uts-events/uts"
@@ -92,6 +93,24 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 		return uts.Stats{}, classify(ctx, "stats: topics", err)
 	}
 	return st, nil
+}
+
+// StoredHash returns the stored event's content hash; see uts.Store. It reads through the
+// reader pool, so it never waits behind an Append.
+func (s *Store) StoredHash(ctx context.Context, key uts.Key) (string, error) {
+	if s.closed.Load() {
+		return "", uts.Unavailable("sqlite: store is closed", nil)
+	}
+	var hash string
+	err := s.read.QueryRowContext(ctx, `SELECT content_hash FROM events WHERE topic = ? AND event_id = ?`,
+		key.Topic, key.EventID).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", classify(ctx, "stored hash", err)
+	}
+	return hash, nil
 }
 
 func fromUnixNano(n int64) time.Time { return time.Unix(0, n).UTC() }

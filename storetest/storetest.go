@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) func() (uts.Store, error)) {
 		{"DuplicateInSameBatch", testDuplicateInSameBatch},
 		{"DuplicateAcrossBatches", testDuplicateAcrossBatches},
 		{"ConflictingDuplicate", testConflictingDuplicate},
+		{"StoredHash", testStoredHash},
 		{"KeysAreDistinct", testKeysAreDistinct},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"LargeBatch", testLargeBatch},
