@@ -17,6 +17,11 @@ const (
 	lineWindow     = time.Second
 )
 
+// storedHashBudget bounds the reads of stored hashes for one batch's conflict lines, so
+// that a slow or failing store delays the batch by this much at most; lines past it say
+// why their stored hash is missing.
+const storedHashBudget = time.Second
+
 // Observer hears of every committed batch; metrics attach here.
 type Observer interface {
 	// Committed reports a batch of n events, what storing it did, and how long it took.
@@ -81,8 +86,8 @@ func (c *Consumer) Commit(ctx context.Context, events []uts.Event) ([]uts.Outcom
 }
 
 // logDropped logs dropped events, duplicates at DEBUG (retries are normal) and conflicts at
-// WARN (a producer reused an id for other content). Each kind has its own line budget so
-// that a flood of one cannot hide the other.
+// WARN with the stored and the incoming content hash (a producer reused an id for other
+// content). Each kind has its own line budget so that a flood of one cannot hide the other.
 func (c *Consumer) logDropped(ctx context.Context, events []uts.Event, outcomes []uts.Outcome, tally uts.Tally) {
 	// The level checks come first: with DEBUG off, the common case costs two calls.
 	if c.logger.Enabled(ctx, slog.LevelDebug) {
@@ -104,13 +109,38 @@ func (c *Consumer) logEach(ctx context.Context, budget *lineBudget, level slog.L
 		c.logger.LogAttrs(ctx, level, fmt.Sprintf("%d %s log lines suppressed", suppressed, what),
 			slog.Int("suppressed", suppressed))
 	}
+	if granted == 0 {
+		return
+	}
 	message := what + " dropped"
+	lookupCtx := ctx
+	if want == uts.OutcomeConflict {
+		var cancel context.CancelFunc
+		lookupCtx, cancel = context.WithTimeout(ctx, storedHashBudget)
+		defer cancel()
+	}
 	for i := 0; granted > 0 && i < len(outcomes); i++ {
 		if outcomes[i] != want {
 			continue
 		}
-		c.logger.LogAttrs(ctx, level, message,
-			slog.String("topic", events[i].Topic), slog.String("event_id", events[i].EventID))
+		attrs := []slog.Attr{slog.String("topic", events[i].Topic), slog.String("event_id", events[i].EventID)}
+		if want == uts.OutcomeConflict {
+			attrs = append(attrs, c.conflictHashes(lookupCtx, events[i])...)
+		}
+		c.logger.LogAttrs(ctx, level, message, attrs...)
 		granted--
 	}
+}
+
+// conflictHashes are the stored event's content hash and the dropped one's, which tell
+// whoever reads the log that the producer really sent other content under the same id.
+// Only a conflict that is logged pays for the stored hash's read: the budget has granted
+// its line before this is called.
+func (c *Consumer) conflictHashes(ctx context.Context, e uts.Event) []slog.Attr {
+	incoming := slog.String("incoming_hash", e.ContentHash())
+	stored, err := c.store.StoredHash(ctx, e.Key())
+	if err != nil {
+		return []slog.Attr{incoming, slog.String("stored_hash_error", err.Error())}
+	}
+	return []slog.Attr{slog.String("stored_hash", stored), incoming}
 }
