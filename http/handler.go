@@ -1,6 +1,7 @@
 // Package http serves the aggregator's HTTP API: publishing, reading events and stats,
-// health, and the OpenAPI document with its embedded Swagger UI. Handlers and middleware
-// are plain functions over the domain interfaces; NewHandler wires them into one handler.
+// health, the OpenAPI document with its embedded Swagger UI, and the live dashboard.
+// Handlers and middleware are plain functions over the domain interfaces; NewHandler wires
+// them into one handler.
 package http
 
 import (
@@ -46,7 +47,7 @@ func NewHandler(cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	mux := http.NewServeMux()
 	for _, rt := range routes(cfg) {
-		mux.Handle(rt.method+" "+rt.path, rt.handler)
+		mux.Handle(rt.method+" "+muxPath(rt.path), rt.handler)
 	}
 	return logRequests(cfg.Logger, recoverPanics(cfg.Logger, jsonMuxErrors(mux)))
 }
@@ -67,11 +68,23 @@ func routes(cfg Config) []route {
 		// The page lives at /docs/ so that its relative asset paths resolve; /docs serves it too.
 		{"GET", "/docs", docs},
 		{"GET", "/docs/", docs},
+		// The dashboard page is public: it holds no data, and its data calls carry the read token.
+		{"GET", "/", handleDashboard()},
+		{"GET", "/dashboard/{file}", handleDashboardAsset()},
 	}
 	if cfg.Metrics != nil {
 		rts = append(rts, route{"GET", "/metrics", readAuth(cfg.Metrics)})
 	}
 	return rts
+}
+
+// muxPath is the ServeMux pattern for a documented path. A pattern ending in "/" would match
+// every path below it, so the root is pinned to exactly "/" and unknown paths still get 404.
+func muxPath(path string) string {
+	if path == "/" {
+		return "/{$}"
+	}
+	return path
 }
 
 func withDefaults(cfg Config) Config {

@@ -225,7 +225,9 @@ func TestMethodAndRouteErrors(t *testing.T) {
 	mustStatus(t, e.do("DELETE", "/events", nil), http.StatusMethodNotAllowed)
 	mustStatus(t, e.do("POST", "/stats", nil), http.StatusMethodNotAllowed)
 	mustStatus(t, e.do("GET", "/nope", nil), http.StatusNotFound)
-	mustStatus(t, e.do("GET", "/", nil), http.StatusNotFound)
+	// "/" is the dashboard, and only "/": the paths below it are still unknown.
+	mustStatus(t, e.do("GET", "/nope/", nil), http.StatusNotFound)
+	mustStatus(t, e.do("POST", "/", nil), http.StatusMethodNotAllowed)
 	// Bodies are JSON errors: the doc-checking transport validated them against Error.
 }
 

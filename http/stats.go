@@ -12,6 +12,7 @@ import (
 type statsAnswer struct {
 	uts.Counters
 	Topics        map[string]int64 `json:"topics"` // unique events per topic
+	TopicStats    []uts.TopicStats `json:"topic_stats"`
 	UptimeSeconds float64          `json:"uptime_seconds"`
 	StartedAt     string           `json:"started_at"`
 	QueueDepth    int64            `json:"queue_depth"`
@@ -33,9 +34,14 @@ func handleStats(store uts.Store, broker uts.Broker, startedAt time.Time, now fu
 		for _, t := range stats.Topics {
 			topics[t.Topic] = t.Unique
 		}
+		topicStats := stats.Topics
+		if topicStats == nil {
+			topicStats = []uts.TopicStats{} // no topics is [], never null
+		}
 		writeJSON(w, http.StatusOK, statsAnswer{
 			Counters:      stats.Counters,
 			Topics:        topics,
+			TopicStats:    topicStats,
 			UptimeSeconds: now().Sub(startedAt).Seconds(),
 			StartedAt:     startedAt.UTC().Format(time.RFC3339),
 			QueueDepth:    depth,

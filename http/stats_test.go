@@ -70,3 +70,33 @@ func TestHealth(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard's topic table reads topic_stats: each topic's totals, sorted by topic.
+func TestStatsPerTopic(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	if s := e.stats(); s.TopicStats == nil || len(s.TopicStats) != 0 {
+		t.Errorf("topic_stats %v before any event, want []", s.TopicStats)
+	}
+	conflict := event("orders", 1)
+	conflict["payload"] = map[string]any{"n": "other"}
+	before := time.Now().Add(-time.Second)
+	mustStatus(t, e.publish(mustJSON(t, events("orders", 0, 3))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, append(events("orders", 0, 1), conflict))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("users", 0, 2))), http.StatusOK)
+	got := e.stats().TopicStats
+	if len(got) != 2 || got[0].Topic != "orders" || got[1].Topic != "users" {
+		t.Fatalf("topic_stats %+v, want orders then users", got)
+	}
+	if o := got[0]; o.Unique != 3 || o.Duplicates != 2 || o.Conflicts != 1 {
+		t.Errorf("orders %+v, want 3 unique, 2 duplicates, 1 conflict", o)
+	}
+	if u := got[1]; u.Unique != 2 || u.Duplicates != 0 || u.Conflicts != 0 {
+		t.Errorf("users %+v, want 2 unique", u)
+	}
+	for _, ts := range got {
+		if ts.LastEventAt.Before(before) {
+			t.Errorf("%s last_event_at %v, want the time of its latest event", ts.Topic, ts.LastEventAt)
+		}
+	}
+}

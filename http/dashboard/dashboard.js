@@ -1,0 +1,600 @@
+// The live dashboard. It polls GET /stats every second, derives rates from successive counter
+// readings, and pages GET /events by its after cursor. No framework, nothing fetched from
+// elsewhere: the page must work from the binary alone, offline.
+"use strict";
+
+(() => {
+  const PAGE = 20; // events per page
+  const POLL_MS = 1000;
+  const HIDDEN_POLL_MS = 5000; // a background tab need not poll every second
+  const READY_EVERY = 5; // check /readyz every this many polls
+  const CHART_MAX_S = 300; // the chart shows at most the last five minutes...
+  const CHART_MIN_S = 60; // ...and at least one, so a fresh page is not all squashed
+  const TOKEN_KEY = "uts.readToken";
+  const MAX_PROBES = 128; // bounds one cursor search, whatever the server answers
+
+  const $ = (id) => document.getElementById(id);
+  const numberFormat = new Intl.NumberFormat("en-US");
+  const rateFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+  const compactFormat = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+  const n = (v) => numberFormat.format(v);
+
+  const state = {
+    token: localStorage.getItem(TOKEN_KEY) || "",
+    stats: null,
+    samples: [], // {t: server uptime in seconds, received, duplicates}
+    polls: 0,
+    timer: 0,
+    polling: false,
+    // The events view: a page of events after the cursor `after`; `next` is the cursor of the
+    // page after it (from the Link header), null on the newest page.
+    view: { topic: "", live: true, after: 0, next: null, events: [], count: 0, loaded: false, generation: 0 },
+  };
+
+  // --- The API ---------------------------------------------------------------------------
+
+  class AuthError extends Error {}
+
+  async function api(path) {
+    const headers = { Accept: "application/json" };
+    if (state.token) headers.Authorization = "Bearer " + state.token;
+    const resp = await fetch(path, { headers, cache: "no-store" });
+    if (resp.ok) return resp;
+    let message = `${resp.status} ${resp.statusText}`;
+    try {
+      message = (await resp.json()).error || message;
+    } catch (_) { /* not a JSON error body */ }
+    if (resp.status === 401) throw new AuthError(message);
+    throw new Error(`${path}: ${message}`);
+  }
+
+  // nextCursor reads the after cursor of the next page from a Link header.
+  function nextCursor(link) {
+    const m = /<([^>]*)>\s*;\s*rel="next"/.exec(link || "");
+    if (!m) return null;
+    const after = new URL(m[1], location.origin).searchParams.get("after");
+    return after === null ? null : Number(after);
+  }
+
+  async function fetchPage(topic, after) {
+    const query = new URLSearchParams({ limit: String(PAGE), after: String(after) });
+    if (topic) query.set("topic", topic);
+    const resp = await api("/events?" + query);
+    return { after, events: await resp.json(), next: nextCursor(resp.headers.get("Link")) };
+  }
+
+  // pager fetches each cursor's page once per search.
+  function pager(topic) {
+    const pages = new Map();
+    return (after) => {
+      if (!pages.has(after)) pages.set(after, fetchPage(topic, after));
+      return pages.get(after);
+    };
+  }
+
+  // smallestTrue finds the smallest cursor >= 0 where pred turns true (pred is false below it
+  // and true from it on), galloping from hint and then bisecting: a good hint costs two
+  // requests, none costs two logarithms of the cursor.
+  async function smallestTrue(pred, hint) {
+    let probes = 0;
+    const test = (c) => {
+      if (++probes > MAX_PROBES) throw new Error("the cursor search did not settle");
+      return pred(c);
+    };
+    let lo = -1; // pred is false here (or below every cursor)
+    let hi = Math.max(0, Math.floor(hint)); // pred is true here, once established
+    if (await test(hi)) {
+      for (let step = 1; hi > 0; step *= 2) {
+        const c = Math.max(0, hi - step);
+        if (!(await test(c))) { lo = c; break; }
+        hi = c;
+      }
+    } else {
+      lo = hi;
+      for (let step = 1; ; step *= 2) {
+        const c = lo + step;
+        if (await test(c)) { hi = c; break; }
+        lo = c;
+      }
+    }
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (await test(mid)) hi = mid; else lo = mid;
+    }
+    return hi;
+  }
+
+  // newestPage is the last PAGE events: the page from the smallest cursor with no next page.
+  async function newestPage(topic, hint) {
+    const page = pager(topic);
+    const after = await smallestTrue(async (c) => (await page(c)).next === null, hint);
+    return page(after);
+  }
+
+  // olderPage is the PAGE events just before the cursor `before`. The page from cursor c holds
+  // fewer than PAGE events up to `before` exactly when its next cursor lies beyond `before`.
+  async function olderPage(topic, before, firstShown) {
+    const page = pager(topic);
+    const fewer = async (c) => {
+      const p = await page(c);
+      return p.next === null || p.next > before;
+    };
+    const c = await smallestTrue(fewer, Math.max(0, before - PAGE));
+    if (c > 0) return page(c - 1);
+    // Fewer than a page remain: the first page, cut where the shown page begins.
+    const first = await page(0);
+    const cut = first.events.findIndex((e) => sameEvent(e, firstShown));
+    return { after: 0, events: cut < 0 ? first.events : first.events.slice(0, cut), next: before };
+  }
+
+  const sameEvent = (a, b) => !!a && !!b && a.topic === b.topic && a.event_id === b.event_id;
+  const eventKey = (e) => e.topic + "\u0000" + e.event_id;
+
+  // --- Polling ---------------------------------------------------------------------------
+
+  async function poll() {
+    if (state.polling) return;
+    state.polling = true;
+    clearTimeout(state.timer);
+    const started = performance.now();
+    try {
+      const stats = await (await api("/stats")).json();
+      state.stats = stats;
+      setPill("conn", "live", "Live");
+      record(stats);
+      renderTotals(stats);
+      renderTopics(stats);
+      renderFilter(stats);
+      drawChart();
+      if (state.polls % READY_EVERY === 0) checkReady();
+      state.polls++;
+      try {
+        await refreshLive();
+      } catch (err) {
+        if (err instanceof AuthError) throw err;
+        setPill("events-mode", "offline", "Failed: " + err.message);
+      }
+    } catch (err) {
+      if (err instanceof AuthError) {
+        setPill("conn", "auth", "Token needed");
+        askForToken(state.token ? "The read token was not accepted: " + err.message : null);
+      } else {
+        setPill("conn", "offline", "Offline");
+        $("conn").title = String(err.message || err);
+      }
+    } finally {
+      state.polling = false;
+      const wait = (document.hidden ? HIDDEN_POLL_MS : POLL_MS) - (performance.now() - started);
+      state.timer = setTimeout(poll, Math.max(0, wait));
+    }
+  }
+
+  // pollNow runs a poll at once, e.g. after a new token.
+  function pollNow() {
+    if (!state.polling) poll();
+  }
+
+  async function checkReady() {
+    try {
+      const resp = await fetch("/readyz", { cache: "no-store" });
+      const body = await resp.json();
+      setPill("ready", resp.ok ? "ready" : "unready", resp.ok ? "Ready" : "Not ready");
+      $("ready").title = body.error || "GET /readyz: the store and the broker answer";
+    } catch (_) {
+      setPill("ready", "unready", "Not ready");
+    }
+  }
+
+  function setPill(id, pillState, text) {
+    const el = $(id);
+    el.dataset.state = pillState;
+    $(id + "-text").textContent = text;
+  }
+
+  // --- Totals and rates ------------------------------------------------------------------
+
+  function record(stats) {
+    const sample = { t: stats.uptime_seconds, received: stats.received, duplicates: stats.duplicate_dropped };
+    const last = state.samples[state.samples.length - 1];
+    // A restarted server (uptime or counters going back) starts a new history.
+    if (last && (sample.t < last.t || sample.received < last.received)) state.samples = [];
+    if (last && sample.t - last.t < 0.25) return; // too close to tell a rate
+    state.samples.push(sample);
+    const oldest = sample.t - CHART_MAX_S - 2;
+    while (state.samples.length > 2 && state.samples[0].t < oldest) state.samples.shift();
+  }
+
+  // rates turns successive readings into per-second rates, each at the later reading's time.
+  function rates() {
+    const out = [];
+    const s = state.samples;
+    for (let i = 1; i < s.length; i++) {
+      const dt = s[i].t - s[i - 1].t;
+      out.push({
+        t: s[i].t,
+        events: (s[i].received - s[i - 1].received) / dt,
+        duplicates: (s[i].duplicates - s[i - 1].duplicates) / dt,
+      });
+    }
+    return out;
+  }
+
+  const percent = (part, whole) => (whole > 0 ? ((100 * part) / whole).toFixed(1) + "%" : "–");
+
+  function renderTotals(s) {
+    $("stat-received").textContent = n(s.received);
+    $("stat-unique").textContent = n(s.unique_processed);
+    $("stat-duplicates").textContent = n(s.duplicate_dropped);
+    $("stat-conflicts").textContent = n(s.duplicate_conflicts);
+    $("stat-dead").textContent = n(s.dead_lettered);
+    $("stat-queue").textContent = n(s.queue_depth);
+    $("stat-uptime").textContent = duration(s.uptime_seconds);
+
+    const r = rates();
+    const latest = r[r.length - 1];
+    $("sub-received").textContent = latest ? rateFormat.format(latest.events) + " events/s now" : "\u00a0";
+    $("sub-unique").textContent = percent(s.unique_processed, s.received) + " of received";
+    $("sub-duplicates").textContent = percent(s.duplicate_dropped, s.received) + " of received";
+    const started = new Date(s.started_at);
+    $("sub-uptime").textContent = "since " +
+      (Date.now() - started < 86400e3 ? started.toLocaleTimeString() : started.toLocaleDateString());
+
+    // The promise a reader should be able to check by eye.
+    const accounted = s.unique_processed + s.duplicate_dropped + s.dead_lettered;
+    const balance = $("balance");
+    balance.hidden = false;
+    balance.replaceChildren(
+      `received ${n(s.received)} = unique ${n(s.unique_processed)} + duplicates ${n(s.duplicate_dropped)}` +
+        ` + dead-lettered ${n(s.dead_lettered)}  `,
+      span(accounted === s.received ? "ok" : "pending",
+        accounted === s.received ? "✓ every event accounted for" : `${n(s.received - accounted)} in flight`),
+    );
+  }
+
+  function duration(seconds) {
+    const s = Math.floor(seconds);
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    if (d > 0) return `${d}d ${h}h`;
+    if (h > 0) return `${h}h ${m}m`;
+    if (m > 0) return `${m}m ${s % 60}s`;
+    return `${s}s`;
+  }
+
+  function ago(iso) {
+    const t = Date.parse(iso);
+    if (!t || t < Date.UTC(1971, 0)) return "–";
+    const s = Math.max(0, (Date.now() - t) / 1000);
+    if (s < 2) return "just now";
+    if (s < 60) return `${Math.floor(s)} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    return new Date(t).toLocaleDateString();
+  }
+
+  // --- Topics ----------------------------------------------------------------------------
+
+  // hue gives each topic a stable color, the same in the table and the events list.
+  function hue(topic) {
+    let h = 0;
+    for (const ch of topic) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return h % 360;
+  }
+
+  function span(className, text) {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  function topicLabel(topic) {
+    const el = span("topic", topic);
+    el.style.setProperty("--hue", hue(topic));
+    el.title = topic;
+    return el;
+  }
+
+  function cell(content, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    if (content instanceof Node) td.append(content); else td.textContent = content;
+    return td;
+  }
+
+  function renderTopics(stats) {
+    const topics = stats.topic_stats || [];
+    const total = topics.reduce((sum, t) => sum + t.unique, 0);
+    const largest = topics.reduce((m, t) => Math.max(m, t.unique), 0);
+    const rows = topics.map((t) => {
+      const tr = document.createElement("tr");
+      tr.dataset.topic = t.topic;
+      tr.title = "Show this topic's events";
+      if (t.topic === state.view.topic) tr.className = "selected";
+      // The topic's name over a bar of its size, relative to the largest topic.
+      const name = document.createElement("div");
+      name.className = "topic-cell";
+      name.title = `${t.topic}: ${percent(t.unique, total)} of the unique events`;
+      const bar = document.createElement("i");
+      bar.className = "share";
+      bar.style.setProperty("--hue", hue(t.topic));
+      bar.style.width = largest > 0 ? (100 * t.unique) / largest + "%" : "0";
+      name.append(topicLabel(t.topic), bar);
+      const last = cell(ago(t.last_event_at), "time");
+      last.title = t.last_event_at;
+      tr.append(
+        cell(name),
+        cell(n(t.unique), "num unique"),
+        cell(n(t.duplicates), "num duplicates" + (t.duplicates ? "" : " zero")),
+        cell(n(t.conflicts), "num conflicts" + (t.conflicts ? " warn" : " zero")),
+        last,
+      );
+      return tr;
+    });
+    $("topics").tBodies[0].replaceChildren(...rows);
+    $("topics").hidden = rows.length === 0;
+    $("topics-empty").hidden = rows.length > 0;
+    $("topic-count").textContent = rows.length ? `${rows.length} topic${rows.length > 1 ? "s" : ""}` : "";
+  }
+
+  function renderFilter(stats) {
+    const select = $("topic-filter");
+    const names = (stats.topic_stats || []).map((t) => t.topic);
+    if (state.view.topic && !names.includes(state.view.topic)) names.push(state.view.topic);
+    const have = [...select.options].slice(1).map((o) => o.value);
+    if (have.join("\u0000") === names.join("\u0000")) return;
+    select.replaceChildren(select.options[0], ...names.map((name) => new Option(name, name)));
+    select.value = state.view.topic;
+  }
+
+  // --- Events ----------------------------------------------------------------------------
+
+  // matching is how many stored events the filter matches, from the latest stats.
+  function matching() {
+    const s = state.stats;
+    if (!s) return 0;
+    if (!state.view.topic) return s.unique_processed;
+    const t = (s.topic_stats || []).find((x) => x.topic === state.view.topic);
+    return t ? t.unique : 0;
+  }
+
+  // refreshLive keeps the live view on the newest page. The hint moves the last cursor by
+  // the number of new events, which is exact where cursors are dense and close elsewhere.
+  async function refreshLive() {
+    const v = state.view;
+    if (!v.live) return;
+    const count = matching();
+    if (v.loaded && count === v.count) return;
+    const hint = v.loaded ? v.after + (count - v.count) : count - PAGE;
+    const generation = v.generation;
+    const page = await newestPage(v.topic, hint);
+    if (generation !== state.view.generation) return; // the filter or page changed meanwhile
+    showPage(page, true, count);
+  }
+
+  function showPage(page, live, count) {
+    const v = state.view;
+    const before = new Set(v.events.map(eventKey));
+    const animate = v.loaded && live;
+    Object.assign(v, { after: page.after, next: page.next, events: page.events, live, loaded: true });
+    if (count !== undefined) v.count = count;
+    const rows = [...page.events].reverse().map((e) => {
+      const tr = document.createElement("tr");
+      tr.dataset.topic = e.topic;
+      tr.dataset.eventId = e.event_id;
+      if (animate && !before.has(eventKey(e))) tr.className = "fresh";
+      const payload = JSON.stringify(e.payload);
+      const payloadCell = cell(payload, "mono payload");
+      payloadCell.title = JSON.stringify(e.payload, null, 2);
+      const processed = cell(clock(e.processed_at), "time");
+      processed.title = e.processed_at;
+      tr.append(processed, cell(topicLabel(e.topic)), cell(e.event_id, "mono event-id"), cell(e.source),
+        cell(e.timestamp, "mono time"), payloadCell);
+      return tr;
+    });
+    $("events").tBodies[0].replaceChildren(...rows);
+    $("events").hidden = rows.length === 0;
+    $("events-empty").hidden = rows.length > 0;
+    renderPager();
+  }
+
+  function clock(iso) {
+    const d = new Date(iso);
+    const pad = (x, w = 2) => String(x).padStart(w, "0");
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  }
+
+  function renderPager() {
+    const v = state.view;
+    $("page-older").disabled = v.after === 0 || v.events.length === 0;
+    $("page-newer").disabled = v.next === null;
+    $("page-latest").disabled = v.live;
+    setPill("events-mode", v.live ? "live" : "paused", v.live ? "Live" : "Paused");
+  }
+
+  // goTo runs one paging step; a newer step invalidates the ones still running.
+  async function goTo(load, live) {
+    const generation = ++state.view.generation;
+    state.view.live = live;
+    renderPager();
+    try {
+      const page = await load();
+      if (generation === state.view.generation) showPage(page, live, live ? matching() : undefined);
+    } catch (err) {
+      if (err instanceof AuthError) askForToken(null);
+      else setPill("events-mode", "offline", "Failed: " + err.message);
+    }
+  }
+
+  function showLatest() {
+    const topic = state.view.topic;
+    goTo(() => newestPage(topic, matching() - PAGE), true);
+  }
+
+  function filterBy(topic) {
+    const v = state.view;
+    v.topic = topic;
+    v.loaded = false;
+    v.events = [];
+    $("topic-filter").value = topic;
+    for (const tr of $("topics").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.topic === topic);
+    showLatest();
+  }
+
+  // --- Chart -----------------------------------------------------------------------------
+
+  function niceCeil(x) {
+    const p = Math.pow(10, Math.floor(Math.log10(x)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p;
+    return 10 * p;
+  }
+
+  function drawChart() {
+    const canvas = $("chart");
+    const css = getComputedStyle(document.documentElement);
+    const color = (name) => css.getPropertyValue(name).trim();
+    const dpr = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth, height = canvas.clientHeight;
+    if (!width || !height) return;
+    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+      canvas.width = Math.round(width * dpr);
+      canvas.height = Math.round(height * dpr);
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    ctx.font = "11px system-ui, sans-serif";
+
+    const points = rates();
+    const latest = points[points.length - 1];
+    $("rate-events").textContent = latest ? rateFormat.format(latest.events) : "0";
+    $("rate-duplicates").textContent = latest ? rateFormat.format(latest.duplicates) : "0";
+
+    const pad = { left: 52, right: 14, top: 12, bottom: 26 };
+    const plotW = width - pad.left - pad.right, plotH = height - pad.top - pad.bottom;
+    const end = latest ? latest.t : 0;
+    const have = points.length > 1 ? end - points[0].t : 0;
+    const span = Math.min(CHART_MAX_S, Math.max(CHART_MIN_S, Math.ceil(have / 30) * 30));
+    $("chart-span").textContent = `last ${span >= 120 ? span / 60 + " min" : span + " s"}`;
+    const peak = points.reduce((m, p) => Math.max(m, p.events, p.duplicates), 0);
+    const yMax = niceCeil(Math.max(peak * 1.1, 5));
+    const x = (t) => pad.left + plotW * (1 - (end - t) / span);
+    const y = (v) => pad.top + plotH * (1 - v / yMax);
+
+    // Grid and axes.
+    ctx.strokeStyle = color("--grid");
+    ctx.fillStyle = color("--muted");
+    ctx.lineWidth = 1;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let i = 0; i <= 4; i++) {
+      const v = (yMax * i) / 4, yy = Math.round(y(v)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(pad.left, yy);
+      ctx.lineTo(width - pad.right, yy);
+      ctx.stroke();
+      ctx.fillText(compactFormat.format(v), pad.left - 8, yy);
+    }
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    const step = span <= 60 ? 10 : span <= 150 ? 30 : 60;
+    for (let ago = 0; ago <= span; ago += step) {
+      const label = ago === 0 ? "now" : ago < 60 || ago % 60 ? `−${ago}s` : `−${ago / 60}m`;
+      ctx.fillText(label, x(end - ago), height - pad.bottom + 8);
+    }
+
+    if (points.length < 2) {
+      ctx.textBaseline = "middle";
+      ctx.fillText("Collecting readings…", pad.left + plotW / 2, pad.top + plotH / 2);
+      return;
+    }
+
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(pad.left, pad.top, plotW, plotH);
+    ctx.clip();
+    const series = (key, stroke) => {
+      const visible = points.filter((p) => p.t >= end - span - 2);
+      ctx.beginPath();
+      visible.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p[key])) : ctx.moveTo(x(p.t), y(p[key]))));
+      ctx.lineWidth = 2;
+      ctx.lineJoin = "round";
+      ctx.strokeStyle = stroke;
+      ctx.stroke();
+      ctx.lineTo(x(visible[visible.length - 1].t), y(0));
+      ctx.lineTo(x(visible[0].t), y(0));
+      ctx.closePath();
+      const fill = ctx.createLinearGradient(0, pad.top, 0, pad.top + plotH);
+      fill.addColorStop(0, withAlpha(stroke, 0.22));
+      fill.addColorStop(1, withAlpha(stroke, 0.02));
+      ctx.fillStyle = fill;
+      ctx.fill();
+    };
+    series("events", color("--events"));
+    series("duplicates", color("--duplicates"));
+    ctx.restore();
+  }
+
+  function withAlpha(hex, alpha) {
+    const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
+    if (!m) return hex;
+    return `rgba(${parseInt(m[1], 16)}, ${parseInt(m[2], 16)}, ${parseInt(m[3], 16)}, ${alpha})`;
+  }
+
+  // --- The read token --------------------------------------------------------------------
+
+  function askForToken(message) {
+    $("auth").hidden = false;
+    if (message) $("auth-message").textContent = message;
+    if (document.activeElement !== $("token-input")) $("token-input").focus();
+  }
+
+  function closeTokenForm() {
+    $("auth").hidden = true;
+  }
+
+  // --- Wiring ----------------------------------------------------------------------------
+
+  function start() {
+    $("publish-hint").textContent =
+      `go run ./cmd/publisher -url ${location.origin} -events 10000 -duplicates 0.2 -rate 500\n\n` +
+      `curl -X POST ${location.origin}/publish -H 'Content-Type: application/json' \\\n` +
+      `  -d '{"topic":"orders","event_id":"o-1","timestamp":"${new Date().toISOString()}","source":"shop","payload":{"amount":12}}'`;
+    $("token-input").value = state.token;
+    $("token-toggle").addEventListener("click", () => ($("auth").hidden ? askForToken(null) : closeTokenForm()));
+    $("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      state.token = $("token-input").value.trim();
+      if (state.token) localStorage.setItem(TOKEN_KEY, state.token); else localStorage.removeItem(TOKEN_KEY);
+      closeTokenForm();
+      state.view.loaded = false;
+      pollNow();
+    });
+    $("token-forget").addEventListener("click", () => {
+      state.token = "";
+      $("token-input").value = "";
+      localStorage.removeItem(TOKEN_KEY);
+      pollNow();
+    });
+    $("topic-filter").addEventListener("change", (ev) => filterBy(ev.target.value));
+    $("topics").addEventListener("click", (ev) => {
+      const tr = ev.target.closest("tr[data-topic]");
+      if (tr) filterBy(tr.dataset.topic === state.view.topic ? "" : tr.dataset.topic);
+    });
+    $("page-latest").addEventListener("click", showLatest);
+    $("page-older").addEventListener("click", () => {
+      const v = state.view, topic = v.topic;
+      goTo(() => olderPage(topic, v.after, v.events[0]), false);
+    });
+    $("page-newer").addEventListener("click", () => {
+      const v = state.view, topic = v.topic, next = v.next;
+      if (next === null) return;
+      goTo(async () => fetchPage(topic, next), false);
+    });
+    new ResizeObserver(drawChart).observe($("chart"));
+    document.addEventListener("visibilitychange", () => !document.hidden && pollNow());
+    renderPager();
+    poll();
+  }
+
+  start();
+})();
