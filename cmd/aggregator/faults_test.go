@@ -42,7 +42,9 @@ func TestRedisOutage(t *testing.T) {
 	waitDrained(t, agg.URL)
 
 	server.Kill()
+	start := time.Now()
 	a, err := postEvents(ctx, client, agg.URL, during)
+	t.Logf("publish answered %d after %v with Redis down", a.Status, time.Since(start).Round(time.Millisecond))
 	if err != nil || a.Status != http.StatusServiceUnavailable || !a.JSON || !strings.Contains(a.Error, "redis") {
 		t.Errorf("publish while Redis is down: %+v, %v; want 503 with a JSON error naming redis", a, err)
 	}
@@ -51,6 +53,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	server.Start()
+	start = time.Now()
 	eventually(t, "publishing to resume", 30*time.Second, func() error {
 		a, err := postEvents(ctx, client, agg.URL, after)
 		if err == nil && a.Status != http.StatusAccepted {
@@ -58,7 +61,9 @@ func TestRedisOutage(t *testing.T) {
 		}
 		return err
 	})
+	t.Logf("publishing resumed %v after Redis", time.Since(start).Round(time.Millisecond))
 	s := waitDrained(t, agg.URL)
+	t.Logf("drained %v after Redis", time.Since(start).Round(time.Millisecond))
 	// A retried "after" that Redis took but whose answer was lost would be a duplicate.
 	if want := int64(len(before) + len(after)); s.UniqueProcessed != want {
 		t.Errorf("stats %+v; want %d unique: the ones before and after the outage", s, want)
