@@ -442,7 +442,9 @@
 
   // --- Chart -----------------------------------------------------------------------------
 
-  function niceCeil(x) {
+  // niceStep rounds a grid step up to 1, 2, 2.5 or 5 times a power of ten, so the labels
+  // read as round numbers.
+  function niceStep(x) {
     const p = Math.pow(10, Math.floor(Math.log10(x)));
     for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p;
     return 10 * p;
@@ -476,7 +478,7 @@
     const span = Math.min(CHART_MAX_S, Math.max(CHART_MIN_S, Math.ceil(have / 30) * 30));
     $("chart-span").textContent = `last ${span >= 120 ? span / 60 + " min" : span + " s"}`;
     const peak = points.reduce((m, p) => Math.max(m, p.events, p.duplicates), 0);
-    const yMax = niceCeil(Math.max(peak * 1.1, 5));
+    const yMax = 4 * niceStep(Math.max(peak * 1.1, 4) / 4);
     const x = (t) => pad.left + plotW * (1 - (end - t) / span);
     const y = (v) => pad.top + plotH * (1 - v / yMax);
 
