@@ -3,6 +3,7 @@ package uts
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -57,41 +58,82 @@ func invalidMessage(details []FieldError) string {
 }
 
 // splitBatch finds the events of a body without decoding them, so that each event's errors
-// can name its index.
+// can name its index. The events are sub-slices of body: nothing is copied.
 func splitBatch(body []byte) ([]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, Errorf(KindMalformed, "the body is empty; send an event, an array of events or {\"events\": [...]}")
 	}
+	if !json.Valid(trimmed) {
+		var v any
+		err := json.Unmarshal(trimmed, &v) // for the position of the error
+		if err == nil {
+			err = errors.New("invalid JSON")
+		}
+		return nil, malformed(err)
+	}
 	switch trimmed[0] {
 	case '[':
-		var raws []json.RawMessage
-		if err := json.Unmarshal(trimmed, &raws); err != nil {
-			return nil, malformed(err)
-		}
-		return raws, nil
+		return arrayElements(trimmed), nil
 	case '{':
-		var envelope struct {
-			Events json.RawMessage `json:"events"`
-		}
-		if err := json.Unmarshal(trimmed, &envelope); err != nil {
-			return nil, malformed(err)
-		}
-		if envelope.Events == nil || isNull(envelope.Events) {
+		events := objectMember(trimmed, "events")
+		if events == nil || isNull(events) {
 			return []json.RawMessage{trimmed}, nil
 		}
-		var raws []json.RawMessage
-		if err := json.Unmarshal(envelope.Events, &raws); err != nil {
+		if events[0] != '[' {
 			return nil, &Error{Kind: KindInvalid, Message: "events must be an array of events",
 				Details: []FieldError{{Index: 0, Field: "events", Message: "must be an array"}}}
 		}
-		return raws, nil
-	}
-	if !json.Valid(trimmed) {
-		return nil, malformed(fmt.Errorf("invalid JSON"))
+		return arrayElements(events), nil
 	}
 	return nil, &Error{Kind: KindInvalid, Message: "the body must be an event object, an array of events or {\"events\": [...]}",
 		Details: []FieldError{{Index: 0, Field: "event", Message: "must be a JSON object"}}}
+}
+
+// arrayElements splits a valid JSON array into its elements.
+func arrayElements(array []byte) []json.RawMessage {
+	var elements []json.RawMessage
+	data := skipSpace(array[1:])
+	for len(data) > 0 && data[0] != ']' {
+		n := valueEnd(data)
+		elements = append(elements, json.RawMessage(data[:n]))
+		data = skipSpace(data[n:])
+		if len(data) > 0 && data[0] == ',' {
+			data = skipSpace(data[1:])
+		}
+	}
+	return elements
+}
+
+// objectMember returns the value of a valid JSON object's member, the last one if the key
+// repeats, or nil.
+func objectMember(object []byte, name string) json.RawMessage {
+	var found json.RawMessage
+	eachMember(object, func(key []byte, value json.RawMessage) {
+		if string(key) == name {
+			found = value
+		}
+	})
+	return found
+}
+
+// eachMember calls fn with each member of a valid JSON object, in order.
+func eachMember(object []byte, fn func(key []byte, value json.RawMessage)) {
+	data := skipSpace(object[1:])
+	for len(data) > 0 && data[0] == '"' {
+		end := stringEnd(data)
+		key := data[1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			key = []byte(decodeString(data[:end]))
+		}
+		data = skipSpace(skipSpace(data[end:])[1:]) // past the colon
+		n := valueEnd(data)
+		fn(key, json.RawMessage(data[:n]))
+		data = skipSpace(data[n:])
+		if len(data) > 0 && data[0] == ',' {
+			data = skipSpace(data[1:])
+		}
+	}
 }
 
 func malformed(err error) *Error {
@@ -109,13 +151,10 @@ type wireEvent struct {
 }
 
 func decodeEvent(raw json.RawMessage, index int, out *Event) []FieldError {
-	var w wireEvent
 	if len(raw) == 0 || raw[0] != '{' {
 		return []FieldError{{Index: index, Field: "event", Message: "must be a JSON object"}}
 	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return []FieldError{{Index: index, Field: "event", Message: "must be a JSON object: " + err.Error()}}
-	}
+	w := scanEvent(raw)
 	var details []FieldError
 	fail := func(field, message string) {
 		details = append(details, FieldError{Index: index, Field: field, Message: message})
@@ -137,6 +176,57 @@ func decodeEvent(raw json.RawMessage, index int, out *Event) []FieldError {
 		fail("payload", msg)
 	}
 	return details
+}
+
+// scanEvent picks the known fields out of an event object, as json.Unmarshal into a
+// wireEvent would (the last of repeated keys wins) but without reflection or a second
+// validation pass: raw was validated when the batch was split.
+func scanEvent(raw json.RawMessage) wireEvent {
+	var w wireEvent
+	eachMember(raw, func(key []byte, value json.RawMessage) {
+		switch string(key) {
+		case "topic":
+			w.Topic = value
+		case "event_id":
+			w.EventID = value
+		case "timestamp":
+			w.Timestamp = value
+		case "source":
+			w.Source = value
+		case "payload":
+			w.Payload = value
+		}
+	})
+	return w
+}
+
+// valueEnd returns the length of the valid JSON value at the start of data.
+func valueEnd(data []byte) int {
+	switch data[0] {
+	case '"':
+		return stringEnd(data)
+	case '{', '[':
+		depth := 0
+		for i := 0; i < len(data); i++ {
+			switch data[i] {
+			case '"':
+				i += stringEnd(data[i:]) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(data)
+	}
+	end := 0
+	for end < len(data) && !isDelimiter(data[end]) {
+		end++
+	}
+	return end
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
@@ -234,30 +324,7 @@ func payload(raw json.RawMessage) (json.RawMessage, string) {
 	if raw[0] != '{' {
 		return nil, "must be a JSON object"
 	}
-	canonical, err := Canonical(raw)
-	if err != nil {
-		return nil, "must be a JSON object: " + err.Error()
-	}
+	// raw came out of json.Unmarshal, which validated it.
+	canonical, _ := appendCanonical(make([]byte, 0, len(raw)), raw)
 	return canonical, ""
-}
-
-// Canonical re-encodes a JSON value with sorted object keys and no white space, keeping
-// numbers exactly as written.
-func Canonical(raw []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("trailing data after the value")
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
