@@ -18,7 +18,22 @@ type Event struct {
 	Timestamp time.Time       `json:"timestamp"`
 	Source    string          `json:"source"`
 	Payload   json.RawMessage `json:"payload"`
+	// Delivery names the broker delivery that carried the event (the Redis broker's stream
+	// entry ID), so that a store can tell a redelivery of a batch it committed from a new
+	// publish: a consumer that lost its connection while the commit went through cannot tell
+	// and delivers the batch again. The store records (Delivery, Topic, EventID) in the
+	// batch's transaction for DeliveryRetention; an event whose delivery is recorded already
+	// is answered OutcomeDuplicate and neither stored nor counted again. Empty for the
+	// in-process broker, whose publisher sees the commit's outcome itself; never on the
+	// wire. One batch must not repeat a Delivery.
+	Delivery string `json:"-"`
 }
+
+// DeliveryRetention is how long a store remembers a delivery: far longer than an entry can
+// stay pending while the deployment runs (a claim takes seconds, a restart minutes), yet a
+// bounded table. A redelivery after it is counted again, as it was before deliveries were
+// recorded.
+const DeliveryRetention = 24 * time.Hour
 
 // Key is the identity of an event.
 type Key struct {
