@@ -14,7 +14,9 @@ import (
 //
 // The batch's distinct keys go in with multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING:
 // the unique index decides what is new, and the returned keys say which rows it took.
-// For a key it refused, the stored content hash tells a retry from a conflict.
+// For a key it refused, the stored content hash tells a retry from a conflict. Deliveries
+// go in first, the same way, and an event whose delivery was recorded before is left out
+// of the rest (see deliveries.go).
 func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
 	if len(events) == 0 {
 		return []uts.Outcome{}, nil
@@ -25,6 +27,10 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 				Details: []uts.FieldError{{Index: i, Field: "timestamp", Message: "must be between years 1678 and 2262"}}}
 		}
 	}
+	delivered, err := checkDeliveries(events)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -33,7 +39,6 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 		return nil, uts.Unavailable("sqlite: store is closed", nil)
 	}
 
-	batch := newBatch(events)
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, classify(ctx, "append: begin", err)
@@ -41,6 +46,41 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	defer tx.Rollback()
 
 	processedAt := time.Now().UnixNano()
+	fresh, positions := events, []int(nil)
+	if delivered {
+		redelivered, err := s.writes.recordDeliveries(ctx, tx, events, processedAt)
+		if err != nil {
+			return nil, classify(ctx, "append: record deliveries", err)
+		}
+		fresh, positions = counted(events, redelivered)
+	}
+	outcomes, err := s.appendFresh(ctx, tx, fresh, processedAt)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, classify(ctx, "append: commit", err)
+	}
+	if positions == nil {
+		return outcomes, nil
+	}
+	// Delivered before: stored and counted then, a duplicate now.
+	all := make([]uts.Outcome, len(events))
+	for i := range all {
+		all[i] = uts.OutcomeDuplicate
+	}
+	for j, i := range positions {
+		all[i] = outcomes[j]
+	}
+	return all, nil
+}
+
+// appendFresh stores and counts events in tx, none of them delivered before.
+func (s *Store) appendFresh(ctx context.Context, tx *sql.Tx, events []uts.Event, processedAt int64) ([]uts.Outcome, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	batch := newBatch(events)
 	if err := s.writes.insert(ctx, tx, batch, processedAt); err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
@@ -50,9 +90,6 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	outcomes := batch.outcomes()
 	if err := s.writes.addCounts(ctx, tx, events, outcomes, processedAt); err != nil {
 		return nil, classify(ctx, "append: count", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, classify(ctx, "append: commit", err)
 	}
 	return outcomes, nil
 }

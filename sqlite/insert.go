@@ -21,6 +21,7 @@ const maxChunk = 256
 type writeStatements struct {
 	insertBySize map[int]*sql.Stmt
 	lookupBySize map[int]*sql.Stmt // stored hashes of refused keys, like insertBySize
+	recordBySize map[int]*sql.Stmt // deliveries, like insertBySize
 	storedHash   *sql.Stmt
 	addCounters  *sql.Stmt
 	addTopic     *sql.Stmt
@@ -28,7 +29,8 @@ type writeStatements struct {
 }
 
 func prepareWrites(ctx context.Context, db *sql.DB) (*writeStatements, error) {
-	w := &writeStatements{insertBySize: make(map[int]*sql.Stmt), lookupBySize: make(map[int]*sql.Stmt)}
+	w := &writeStatements{insertBySize: make(map[int]*sql.Stmt), lookupBySize: make(map[int]*sql.Stmt),
+		recordBySize: make(map[int]*sql.Stmt)}
 	var err error
 	prepare := func(query string) *sql.Stmt {
 		stmt, prepErr := db.PrepareContext(ctx, query)
@@ -40,6 +42,7 @@ func prepareWrites(ctx context.Context, db *sql.DB) (*writeStatements, error) {
 	for n := 1; n <= maxChunk; n *= 2 {
 		w.insertBySize[n] = prepare(insertSQL(n))
 		w.lookupBySize[n] = prepare(lookupSQL(n))
+		w.recordBySize[n] = prepare(recordSQL(n))
 	}
 	w.storedHash = prepare(`SELECT content_hash FROM events WHERE topic = ? AND event_id = ?`)
 	w.addCounters = prepare(`UPDATE counters SET
@@ -95,7 +98,7 @@ func (w *writeStatements) close() {
 			stmt.Close()
 		}
 	}
-	for _, stmts := range []map[int]*sql.Stmt{w.insertBySize, w.lookupBySize} {
+	for _, stmts := range []map[int]*sql.Stmt{w.insertBySize, w.lookupBySize, w.recordBySize} {
 		for _, stmt := range stmts {
 			if stmt != nil {
 				stmt.Close()

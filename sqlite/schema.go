@@ -8,14 +8,17 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer version of this
 // package is refused rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2
 
-// schema creates version 1. Times are unix nanoseconds in UTC: integers keep nanoseconds
-// exactly, compare as numbers and cost nothing to parse.
+// migrations[v] brings a file from version v to v+1.
+var migrations = []string{schemaV1, schemaV2}
+
+// schemaV1 creates the events and their counters. Times are unix nanoseconds in UTC:
+// integers keep nanoseconds exactly, compare as numbers and cost nothing to parse.
 //
 // seq is the rowid without AUTOINCREMENT: rows are never deleted, so max(seq)+1 is already
 // monotonic, and AUTOINCREMENT would add a write to sqlite_sequence on every insert.
-const schema = `
+const schemaV1 = `
 CREATE TABLE events (
 	seq          INTEGER PRIMARY KEY,
 	topic        TEXT    NOT NULL,
@@ -47,8 +50,21 @@ CREATE TABLE topics (
 	conflicts        INTEGER NOT NULL DEFAULT 0,
 	last_event_at    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+`
 
-PRAGMA user_version = 1;
+// schemaV2 adds the broker deliveries already committed (see uts.Event.Delivery). The key
+// includes the event's, so that two brokers that happen to number an entry alike cannot
+// make one event pass for another's redelivery.
+const schemaV2 = `
+CREATE TABLE deliveries (
+	delivery    TEXT    NOT NULL,
+	topic       TEXT    NOT NULL,
+	event_id    TEXT    NOT NULL,
+	recorded_at INTEGER NOT NULL,
+	PRIMARY KEY (delivery, topic, event_id)
+) WITHOUT ROWID;
+-- Pruning the oldest.
+CREATE INDEX deliveries_recorded_at ON deliveries (recorded_at);
 `
 
 // migrate brings the file to schemaVersion in one transaction, so a crash mid-way leaves
@@ -69,8 +85,14 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	case version > schemaVersion:
 		return fmt.Errorf("schema version %d is newer than this program's %d", version, schemaVersion)
 	}
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("create schema: %w", err)
+	for v := version; v < schemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	// PRAGMA takes no parameters; schemaVersion is a constant.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
 	}
 	return tx.Commit()
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 
 	_ "github.com/ncruces/go-sqlite3/driver" // registers "sqlite3"
@@ -27,6 +28,8 @@ type Store struct {
 	writing chan struct{}
 	writes  *writeStatements
 	closed  atomic.Bool
+	// stopPruning ends the deliveries' pruning and waits for it.
+	stopPruning func()
 }
 
 var _ uts.Store = (*Store)(nil)
@@ -82,6 +85,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	read.SetMaxIdleConns(readers)
 
 	s := &Store{write: write, read: read, writing: make(chan struct{}, 1), writes: writes}
+	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var pruning sync.WaitGroup
+	pruning.Go(func() { s.pruneLoop(pruneCtx) })
+	s.stopPruning = func() { cancel(); pruning.Wait() }
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -117,6 +124,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close waits for a running Append to finish and closes the file.
 func (s *Store) Close() error {
+	s.stopPruning()
 	s.writing <- struct{}{} // an Append in flight finishes first
 	defer s.unlock()
 	if s.closed.Swap(true) {

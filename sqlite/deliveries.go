@@ -1,0 +1,178 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// A consumer that loses the store mid-commit cannot tell whether the batch went in, so its
+// broker delivers the batch again. Append records each event's broker delivery in the
+// batch's transaction, and leaves out of everything an event whose delivery is recorded
+// already: it was stored and counted by the transaction that recorded it.
+
+// checkDeliveries reports whether any event carries a delivery; without one, Append pays
+// nothing more than this loop. A delivery that repeats in one batch could not be told from
+// its own redelivery, so it is refused.
+func checkDeliveries(events []uts.Event) (bool, error) {
+	first := -1
+	for i := range events {
+		if events[i].Delivery != "" {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return false, nil
+	}
+	seen := make(map[string]struct{}, len(events)-first)
+	for i := first; i < len(events); i++ {
+		d := events[i].Delivery
+		if d == "" {
+			continue
+		}
+		if _, dup := seen[d]; dup {
+			return true, uts.Errorf(uts.KindInternal, "sqlite: event %d: delivery %q repeats in the batch", i, d)
+		}
+		seen[d] = struct{}{}
+	}
+	return true, nil
+}
+
+// recordDeliveries records the deliveries of events and returns which events were delivered
+// before: those whose delivery the table already held.
+func (w *writeStatements) recordDeliveries(ctx context.Context, tx *sql.Tx, events []uts.Event, recordedAt int64) ([]bool, error) {
+	var rows []int
+	for i := range events {
+		if events[i].Delivery != "" {
+			rows = append(rows, i)
+		}
+	}
+	fresh := make(map[string]struct{}, len(rows))
+	for len(rows) > 0 {
+		n := maxChunk
+		for n > len(rows) {
+			n /= 2
+		}
+		if err := w.recordChunk(ctx, tx, events, rows[:n], recordedAt, fresh); err != nil {
+			return nil, err
+		}
+		rows = rows[n:]
+	}
+	redelivered := make([]bool, len(events))
+	for i := range events {
+		if d := events[i].Delivery; d != "" {
+			_, isFresh := fresh[d]
+			redelivered[i] = !isFresh
+		}
+	}
+	return redelivered, nil
+}
+
+func (w *writeStatements) recordChunk(ctx context.Context, tx *sql.Tx, events []uts.Event, rows []int, recordedAt int64, fresh map[string]struct{}) error {
+	args := w.args[:0]
+	for _, i := range rows {
+		e := &events[i]
+		args = append(args, e.Delivery, e.Topic, e.EventID, recordedAt)
+	}
+	w.args = args
+	defer clear(args)
+	returned, err := tx.StmtContext(ctx, w.recordBySize[len(rows)]).QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer returned.Close()
+	for returned.Next() {
+		var d string
+		if err := returned.Scan(&d); err != nil {
+			return err
+		}
+		fresh[d] = struct{}{}
+	}
+	return returned.Err()
+}
+
+func recordSQL(rows int) string {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO deliveries (delivery, topic, event_id, recorded_at) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?,?,?,?)`)
+	}
+	q.WriteString(` ON CONFLICT DO NOTHING RETURNING delivery`)
+	return q.String()
+}
+
+// counted returns the events that were not delivered before, and their positions in events.
+func counted(events []uts.Event, redelivered []bool) ([]uts.Event, []int) {
+	kept := make([]uts.Event, 0, len(events))
+	at := make([]int, 0, len(events))
+	for i, again := range redelivered {
+		if !again {
+			kept = append(kept, events[i])
+			at = append(at, i)
+		}
+	}
+	return kept, at
+}
+
+// Pruning: a delivery needs remembering only until the broker has acknowledged its entry,
+// which uts.DeliveryRetention outlasts by far. A ticker started by Open deletes what is older,
+// a chunk per write-lock hold, so that an Append waits for one chunk at most.
+const (
+	pruneEvery     = 10 * time.Minute
+	pruneChunkRows = 1000
+	// pruneChunks bounds one pruning run; what is left waits for the next tick.
+	pruneChunks = 1000
+)
+
+const pruneSQL = `DELETE FROM deliveries WHERE (delivery, topic, event_id) IN (
+	SELECT delivery, topic, event_id FROM deliveries WHERE recorded_at < ? ORDER BY recorded_at LIMIT ?)`
+
+// pruneLoop prunes every pruneEvery until ctx ends. A failed run is retried at the next
+// tick: until then the table only holds a little more.
+func (s *Store) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.pruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
+		}
+	}
+}
+
+// pruneDeliveries deletes the deliveries recorded before cutoff and returns how many.
+func (s *Store) pruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for range pruneChunks {
+		n, err := s.pruneChunk(ctx, cutoff.UnixNano())
+		total += n
+		if err != nil || n < pruneChunkRows {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (s *Store) pruneChunk(ctx context.Context, cutoff int64) (int64, error) {
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.unlock()
+	if s.closed.Load() {
+		return 0, uts.Unavailable("sqlite: store is closed", nil)
+	}
+	res, err := s.write.ExecContext(ctx, pruneSQL, cutoff, pruneChunkRows)
+	if err != nil {
+		return 0, classify(ctx, "prune deliveries", err)
+	}
+	return res.RowsAffected()
+}
