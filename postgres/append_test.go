@@ -313,3 +313,144 @@ func TestAppendPlanIsLinear(t *testing.T) {
 		t.Fatalf("the plan joins by nested loops:\n%s", plan)
 	}
 }
+
+// TestDeliveryCommittedAfterSnapshot is the race of two replicas committing the same claimed
+// entry: another transaction holds the delivery (and its event) uncommitted when Append's
+// statement starts. If it commits, Append must leave the event uncounted, and a later event
+// of the same key in the batch must still find the stored content; if it rolls back, Append
+// must count the event as its own.
+func TestDeliveryCommittedAfterSnapshot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		commit   bool
+		outcomes []uts.Outcome
+		want     uts.Counters
+	}{
+		{"commit", true, []uts.Outcome{uts.OutcomeDuplicate, uts.OutcomeDuplicate, uts.OutcomeNew},
+			uts.Counters{Received: 2, UniqueProcessed: 1, DuplicateDropped: 1}},
+		{"rollback", false, []uts.Outcome{uts.OutcomeNew, uts.OutcomeDuplicate, uts.OutcomeNew},
+			uts.Counters{Received: 3, UniqueProcessed: 2, DuplicateDropped: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, u := openStore(t)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+
+			other, err := pgx.Connect(ctx, u)
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer other.Close(context.Background())
+			tx, err := other.Begin(ctx)
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			defer tx.Rollback(context.Background())
+			held := event("t", "k", "a")
+			if _, err := tx.Exec(ctx, `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
+				VALUES ($1, $2, $3, 0, $4, $5, decode($6, 'hex'))`,
+				held.Topic, held.EventID, held.Timestamp, held.Source, string(held.Payload), held.ContentHash()); err != nil {
+				t.Fatalf("insert the held event: %v", err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO deliveries (delivery, topic, event_id) VALUES ('1-0', $1, $2)`,
+				held.Topic, held.EventID); err != nil {
+				t.Fatalf("insert the held delivery: %v", err)
+			}
+			var xid string
+			if err := tx.QueryRow(ctx, `SELECT xid(pg_current_xact_id())::text`).Scan(&xid); err != nil {
+				t.Fatalf("xid: %v", err)
+			}
+
+			type result struct {
+				outcomes []uts.Outcome
+				err      error
+			}
+			done := make(chan result, 1)
+			go func() {
+				redelivered, retry, fresh := held, held, event("t", "fresh", "a")
+				redelivered.Delivery, retry.Delivery, fresh.Delivery = "1-0", "1-2", "1-1"
+				o, err := s.Append(ctx, []uts.Event{redelivered, retry, fresh})
+				done <- result{o, err}
+			}()
+			waitForLockWaiter(t, ctx, other, xid)
+			if tc.commit {
+				err = tx.Commit(ctx)
+			} else {
+				err = tx.Rollback(ctx)
+			}
+			if err != nil {
+				t.Fatalf("end the other transaction: %v", err)
+			}
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("Append: %v", r.err)
+			}
+			if fmt.Sprint(r.outcomes) != fmt.Sprint(tc.outcomes) {
+				t.Fatalf("outcomes = %v, want %v", r.outcomes, tc.outcomes)
+			}
+			st, err := s.Stats(ctx)
+			if err != nil {
+				t.Fatalf("Stats: %v", err)
+			}
+			// The hand-made rows went around the counters; only Append's events are counted.
+			if st.Counters != tc.want {
+				t.Fatalf("counters = %+v, want %+v", st.Counters, tc.want)
+			}
+		})
+	}
+}
+
+// TestAppendWithDeliveriesPlanIsLinear is TestAppendPlanIsLinear for a batch a Redis
+// consumer commits.
+func TestAppendWithDeliveriesPlanIsLinear(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t)
+	a, b := event("t", "a", "x"), event("t", "a", "y")
+	a.Delivery, b.Delivery = "1-0", "1-1"
+	plan, err := s.ExplainAppend(t.Context(), []uts.Event{a, b})
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	if strings.Contains(plan, "Nested Loop") {
+		t.Fatalf("the plan joins by nested loops:\n%s", plan)
+	}
+}
+
+// TestPruneDeliveries: deliveries older than the cutoff are forgotten, so their redelivery
+// counts again; younger ones are kept.
+func TestPruneDeliveries(t *testing.T) {
+	t.Parallel()
+	s, u := openStore(t)
+	ctx := t.Context()
+	old, young := event("t", "old", "x"), event("t", "young", "x")
+	old.Delivery, young.Delivery = "1-0", "2-0"
+	if _, err := s.Append(ctx, []uts.Event{old, young}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `UPDATE deliveries SET recorded_at = now() - interval '25 hours' WHERE delivery = '1-0'`); err != nil {
+		t.Fatalf("age a delivery: %v", err)
+	}
+	n, err := s.PruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
+	if err != nil || n != 1 {
+		t.Fatalf("PruneDeliveries = %d, %v; want 1 pruned", n, err)
+	}
+	outcomes, err := s.Append(ctx, []uts.Event{old, young})
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	want := uts.Counters{Received: 3, UniqueProcessed: 2, DuplicateDropped: 1}
+	if fmt.Sprint(outcomes) != "[duplicate duplicate]" || st.Counters != want {
+		t.Fatalf("after pruning: outcomes %v, counters %+v; want both duplicates and only the pruned one counted: %+v", outcomes, st.Counters, want)
+	}
+}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/uts-events/uts"
 )
@@ -19,12 +20,12 @@ func (s *Store) ExplainAppend(ctx context.Context, events []uts.Event) (string, 
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		return "", err
 	}
-	args, err := appendArgs(events)
+	query, args, err := appendStatement(events)
 	if err != nil {
 		return "", err
 	}
 	var plan string
-	rows, err := conn.Query(ctx, "EXPLAIN "+appendSQL, args...)
+	rows, err := conn.Query(ctx, "EXPLAIN "+query, args...)
 	if err != nil {
 		return "", err
 	}
@@ -37,4 +38,9 @@ func (s *Store) ExplainAppend(ctx context.Context, events []uts.Event) (string, 
 		plan += line + "\n"
 	}
 	return plan, rows.Err()
+}
+
+// PruneDeliveries runs one pruning of the deliveries recorded before cutoff.
+func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
+	return s.pruneDeliveries(ctx, cutoff)
 }

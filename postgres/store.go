@@ -18,6 +18,13 @@
 //     counter rows are then incremented with UPDATE-style upserts, which add to the latest
 //     committed value under a row lock, so no increment is lost. The events and their counts
 //     commit together or not at all.
+//   - Counting a delivery once: the deliveries' primary key decides, as the events' unique key
+//     does. A delivery recorded by a concurrent transaction (two replicas committing the same
+//     claimed entry) makes the insert wait for it: if it commits, this statement skips the
+//     delivery and leaves its event uncounted, since that transaction stored and counted it;
+//     if it rolls back, this one records it and counts the event. Either way exactly one
+//     transaction counts it. The skipped event's key was committed with the delivery, so a
+//     later occurrence of the key in the batch finds its content as above.
 //
 // SERIALIZABLE would add nothing but serialization failures to retry.
 //
@@ -25,10 +32,11 @@
 //
 // Per-topic counters are split into shards (topic, shard); a batch adds to one randomly
 // chosen shard, and Stats sums them, so concurrent batches rarely queue on the same row.
-// Locks are taken in one global order: the batch's keys sorted by (topic, event_id) in byte
-// order first, then the counter rows sorted by topic; the counter upsert reads an aggregate of the insert,
-// so it cannot start before the insert has finished. Two batches therefore never wait on
-// each other in a cycle.
+// Locks are taken in one global order: the batch's deliveries sorted in byte order first,
+// then its keys sorted by (topic, event_id) in byte order, then the counter rows sorted by
+// topic. Each step reads what the one before returned through a sort or an aggregate, so it
+// cannot start before that one has finished. Two batches therefore never wait on each other
+// in a cycle.
 //
 // # Processing order
 //
@@ -52,7 +60,8 @@ const counterShards = 16
 
 // Store is a uts.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool        *pgxpool.Pool
+	stopPruning func()
 }
 
 var _ uts.Store = (*Store)(nil)
@@ -78,7 +87,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	s.stopPruning = s.startPruning()
+	return s, nil
 }
 
 // Ping reports whether PostgreSQL answers.
@@ -91,6 +102,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes every connection; it waits for the ones in use to be released.
 func (s *Store) Close() error {
+	s.stopPruning()
 	s.pool.Close()
 	return nil
 }

@@ -1,0 +1,60 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// A delivery needs remembering only until the broker has acknowledged its entry, which
+// uts.DeliveryRetention outlasts by far. A ticker started by Open deletes what is older, a
+// chunk per statement, so that no statement holds many row locks or runs long. Replicas
+// prune alike; two deleting the same rows is harmless (one waits, then finds them gone).
+const (
+	pruneEvery     = 10 * time.Minute
+	pruneChunkRows = 5000
+	// pruneChunks bounds one pruning run; what is left waits for the next tick.
+	pruneChunks = 1000
+)
+
+const pruneSQL = `DELETE FROM deliveries WHERE (delivery, topic, event_id) IN (
+	SELECT delivery, topic, event_id FROM deliveries WHERE recorded_at < $1 LIMIT $2)`
+
+// startPruning prunes every pruneEvery until the returned function is called, which waits
+// for a run in progress to stop. A failed run is retried at the next tick: until then the
+// table only holds a little more.
+func (s *Store) startPruning() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(pruneEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.pruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// pruneDeliveries deletes the deliveries recorded before cutoff and returns how many.
+func (s *Store) pruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for range pruneChunks {
+		tag, err := s.pool.Exec(ctx, pruneSQL, cutoff, pruneChunkRows)
+		if err != nil {
+			return total, wrap("prune deliveries", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneChunkRows {
+			break
+		}
+	}
+	return total, nil
+}
