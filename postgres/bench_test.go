@@ -23,6 +23,15 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+func BenchmarkAppendDelivered(b *testing.B) {
+	for _, batch := range []int{100, 1000} {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
+			s, _ := openStore(b)
+			storetest.BenchmarkAppendDelivered(b, s, batch)
+		})
+	}
+}
+
 // BenchmarkAppendParallel is BenchmarkAppend with several writers, as a consumer with
 // several workers (or several replicas) would drive the store.
 func BenchmarkAppendParallel(b *testing.B) {

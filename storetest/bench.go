@@ -19,7 +19,15 @@ var benchPayload = json.RawMessage(`{"amount_cents":129900,"currency":"EUR","cus
 
 // BenchmarkAppend appends batches of unique events, one Append per iteration, and reports
 // events/s, so that every backend is measured the same way.
-func BenchmarkAppend(b *testing.B, s uts.Store, batch int) {
+func BenchmarkAppend(b *testing.B, s uts.Store, batch int) { benchmarkAppend(b, s, batch, false) }
+
+// BenchmarkAppendDelivered is BenchmarkAppend with every event carrying a delivery of its
+// own, as the Redis consumer commits them: the difference is the price of recording them.
+func BenchmarkAppendDelivered(b *testing.B, s uts.Store, batch int) {
+	benchmarkAppend(b, s, batch, true)
+}
+
+func benchmarkAppend(b *testing.B, s uts.Store, batch int, delivered bool) {
 	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatInt(benchRun.Add(1), 10) + "-"
 	topics := []string{"bench.orders", "bench.payments", "bench.shipments", "bench.refunds"}
 	events := make([]uts.Event, batch)
@@ -37,6 +45,10 @@ func BenchmarkAppend(b *testing.B, s uts.Store, batch int) {
 		for i := range events {
 			seq++
 			events[i].EventID = prefix + strconv.Itoa(seq)
+			if delivered {
+				// Shaped like a Redis stream entry ID.
+				events[i].Delivery = prefix + strconv.Itoa(seq) + "-0"
+			}
 		}
 		outcomes, err := s.Append(ctx, events)
 		if err != nil {

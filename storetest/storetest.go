@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite for uts.Store. A backend is done when Run passes
 // against it: the suite speaks only through uts.Store, so every backend is held to the same
-// promises (each key stored once, counters that add up, exact round-trips, reopen).
+// promises (each key stored once, each broker delivery counted once, counters that add up,
+// exact round-trips, reopen).
 package storetest
 
 import (
@@ -34,6 +35,13 @@ func Run(t *testing.T, newStore func(t *testing.T) func() (uts.Store, error)) {
 		{"LargeBatch", testLargeBatch},
 		{"EmptyAppend", testEmptyAppend},
 		{"CancelledAppend", testCancelledAppend},
+		{"RedeliveredBatch", testRedeliveredBatch},
+		{"RedeliveryMixedWithNew", testRedeliveryMixedWithNew},
+		{"WithoutDelivery", testWithoutDelivery},
+		{"RepeatedDeliveryRefused", testRepeatedDeliveryRefused},
+		{"FailedAppendRecordsNoDelivery", testFailedAppendRecordsNoDelivery},
+		{"DeliveriesSurviveReopen", testDeliveriesSurviveReopen},
+		{"ConcurrentRedeliveries", testConcurrentRedeliveries},
 		{"Counters", testCounters},
 		{"TopicStats", testTopicStats},
 		{"EventsPaging", testEventsPaging},
