@@ -32,6 +32,9 @@ func decode(m goredis.XMessage) (entry, error) {
 	if e.Topic == "" || e.EventID == "" {
 		return entry{}, errors.New("decode event: no topic or event_id")
 	}
+	// The entry ID: every delivery of the entry carries it, so the store counts the event
+	// once however often a lost answer makes us commit it.
+	e.Delivery = m.ID
 	return entry{id: m.ID, event: e, fields: m.Values}, nil
 }
 
@@ -95,7 +98,9 @@ func (c *consumer) commitEntries(ctx context.Context, entries []entry) {
 }
 
 // commitWaiting commits entries, waiting while the store is unavailable: an outage says
-// nothing about the events, so it must not count toward dead-lettering them.
+// nothing about the events, so it must not count toward dead-lettering them. A commit whose
+// answer the outage lost may have gone through; trying it again is still safe, since each
+// event carries its entry ID as its Delivery and the store counts a delivery once.
 func (c *consumer) commitWaiting(ctx context.Context, entries []entry) error {
 	events := make([]uts.Event, len(entries))
 	for i, e := range entries {
@@ -115,7 +120,8 @@ func (c *consumer) commitWaiting(ctx context.Context, entries []entry) error {
 }
 
 // ackAttempts bounds the retries of an acknowledgement. Giving up is safe: the entries are
-// delivered again and the store drops them as duplicates.
+// delivered again, and the store, which recorded their deliveries, neither stores nor counts
+// them again.
 const ackAttempts = 5
 
 // acknowledge removes committed entries from the group's pending list and from the stream,
