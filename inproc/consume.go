@@ -129,6 +129,15 @@ func (w *worker) commitBatch() {
 	clear(events) // drop references to payloads until the buffer is reused
 	w.events = events[:0]
 	if err != nil {
+		if uts.KindOf(err) == uts.KindUnavailable {
+			// The store is down, or its answer was lost and the batch may have committed:
+			// committing each request again would count it twice though its publisher sent
+			// it once. A 503 leaves the retry, and so the count, to each publisher.
+			for _, req := range w.batch {
+				w.finish(req, nil, err)
+			}
+			return
+		}
 		// Retry alone, so that one bad request does not fail its neighbours.
 		for _, req := range w.batch {
 			w.commitAlone(req)
