@@ -163,7 +163,7 @@ func (c *consumer) keepClaimed(ctx context.Context, ids []string) (stop func()) 
 				err := c.client.XClaimJustID(ctx, &goredis.XClaimArgs{
 					Stream:   c.stream,
 					Group:    c.opts.Group,
-					Consumer: c.opts.Consumer,
+					Consumer: c.name,
 					Messages: ids,
 				}).Err()
 				if err != nil {

@@ -32,6 +32,11 @@ type Options struct {
 	Consumer string
 	// BatchEvents is the most entries read, and so committed, at once (default 1000).
 	BatchEvents int
+	// Workers is how many consume loops Consume runs (default 1). Each is a consumer of its
+	// own in the group — the first named Consumer, the others Consumer/2, Consumer/3, … — so
+	// batches commit in parallel, and a replica restarted with the same name and Workers
+	// resumes every loop's own pending entries.
+	Workers int
 	// Block is how long one read waits for new entries (default 1s); it bounds how late
 	// Consume notices a cancelled context.
 	Block time.Duration
@@ -63,6 +68,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BatchEvents <= 0 {
 		o.BatchEvents = 1000
+	}
+	if o.Workers <= 0 {
+		o.Workers = 1
 	}
 	if o.Block <= 0 {
 		o.Block = time.Second

@@ -29,6 +29,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceWorkers holds several consume loops in one broker to the same suite.
+func TestConformanceWorkers(t *testing.T) {
+	brokertest.Run(t, func(t *testing.T) uts.Broker {
+		return openTest(t, Options{ClaimIdle: 200 * time.Millisecond, Block: 100 * time.Millisecond, MaxDeliveries: 1000, Workers: 3})
+	})
+}
+
 // testURL is the shared Redis the tests use; they skip without it.
 func testURL(t testing.TB) string {
 	t.Helper()

@@ -17,14 +17,27 @@ import (
 // them and they are due for another try). Outages of Redis or of the store are waited out,
 // never returned. When ctx is cancelled Consume finishes the batch in hand and returns nil.
 func (b *Broker) Consume(ctx context.Context, commit uts.CommitFunc) error {
-	c := &consumer{Broker: b, commit: commit}
-	return c.run(ctx)
+	errs := make(chan error, b.opts.Workers)
+	for i := range b.opts.Workers {
+		name := b.opts.Consumer
+		if i > 0 {
+			name = fmt.Sprintf("%s/%d", b.opts.Consumer, i+1)
+		}
+		c := &consumer{Broker: b, commit: commit, name: name}
+		go func() { errs <- c.run(ctx) }()
+	}
+	var all []error
+	for range b.opts.Workers {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 // consumer is one Consume loop.
 type consumer struct {
 	*Broker
 	commit uts.CommitFunc
+	name   string // this loop's consumer name in the group
 
 	ownCursor   string // where reading this consumer's own pending entries resumes; "" once done
 	claimCursor string // where the scan for idle entries resumes; "0-0" for a new scan
@@ -107,7 +120,7 @@ func (c *consumer) readNew(ctx context.Context) ([]goredis.XMessage, error) {
 func (c *consumer) read(ctx context.Context, id string, block time.Duration) ([]goredis.XMessage, error) {
 	streams, err := c.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
 		Group:    c.opts.Group,
-		Consumer: c.opts.Consumer,
+		Consumer: c.name,
 		Streams:  []string{c.stream, id},
 		Count:    int64(c.opts.BatchEvents),
 		Block:    block,
@@ -127,7 +140,7 @@ func (c *consumer) claimIdle(ctx context.Context, cursor string) ([]goredis.XMes
 	return c.client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
 		Stream:   c.stream,
 		Group:    c.opts.Group,
-		Consumer: c.opts.Consumer,
+		Consumer: c.name,
 		MinIdle:  c.opts.ClaimIdle,
 		Start:    cursor,
 		Count:    int64(c.opts.BatchEvents),

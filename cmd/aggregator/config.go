@@ -50,7 +50,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("db", "UTS_DB")
 	fs.StringVar(&c.Broker, "broker", "", "broker URL: empty for the in-process queue, or redis://HOST:PORT/DB")
 	bind("broker", "UTS_BROKER")
-	fs.IntVar(&c.Workers, "workers", 2, "consumer workers committing batches")
+	fs.IntVar(&c.Workers, "workers", 2, "consumer workers committing batches in parallel (Redis: consume loops, consumers NAME, NAME/2, …)")
 	bind("workers", "UTS_WORKERS")
 	fs.IntVar(&c.QueueEvents, "queue-events", 100_000, "in-process queue capacity, in events; a full queue answers 503")
 	bind("queue-events", "UTS_QUEUE_EVENTS")

@@ -185,7 +185,7 @@ func openBroker(ctx context.Context, cfg config, deadLetter func(context.Context
 		name = host
 	}
 	broker, err := redis.Open(ctx, cfg.Broker, redis.Options{
-		KeyPrefix: cfg.RedisPrefix, Consumer: name, BatchEvents: cfg.BatchEvents,
+		KeyPrefix: cfg.RedisPrefix, Consumer: name, BatchEvents: cfg.BatchEvents, Workers: cfg.Workers,
 		ClaimIdle: cfg.ClaimIdle, MaxDeliveries: cfg.MaxDeliveries, Logger: logger,
 		DeadLetter: deadLetter,
 	})
