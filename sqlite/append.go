@@ -84,9 +84,6 @@ func (s *Store) appendFresh(ctx context.Context, tx *sql.Tx, events []uts.Event,
 	if err := s.writes.insert(ctx, tx, batch, processedAt); err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
-	if err := s.writes.readStoredHashes(ctx, tx, batch); err != nil {
-		return nil, classify(ctx, "append: read stored hashes", err)
-	}
 	outcomes := batch.outcomes()
 	if err := s.writes.addCounts(ctx, tx, events, outcomes, processedAt); err != nil {
 		return nil, classify(ctx, "append: count", err)
@@ -142,17 +139,19 @@ type batch struct {
 	distinct []int
 	// inserted marks the first occurrences that the database took.
 	inserted []bool
-	// stored holds the content hash already stored under each key the database refused.
-	stored map[uts.Key]string
+	// conflicting holds the stored hash of each key the database refused because it holds
+	// other content; a refused key missing here holds this batch's content (a retry).
+	conflicting map[uts.Key]string
 }
 
 func newBatch(events []uts.Event) *batch {
 	b := &batch{
-		events:   events,
-		hashes:   make([]string, len(events)),
-		first:    make(map[uts.Key]int, len(events)),
-		distinct: make([]int, 0, len(events)),
-		inserted: make([]bool, len(events)),
+		events:      events,
+		hashes:      make([]string, len(events)),
+		first:       make(map[uts.Key]int, len(events)),
+		distinct:    make([]int, 0, len(events)),
+		inserted:    make([]bool, len(events)),
+		conflicting: make(map[uts.Key]string),
 	}
 	for i, e := range events {
 		b.hashes[i] = e.ContentHash()
@@ -162,63 +161,6 @@ func newBatch(events []uts.Event) *batch {
 		}
 	}
 	return b
-}
-
-// readStoredHashes fetches the stored hash of every key the insert refused, a chunk of
-// keys per statement.
-func (w *writeStatements) readStoredHashes(ctx context.Context, tx *sql.Tx, b *batch) error {
-	var refused []int
-	for _, i := range b.distinct {
-		if !b.inserted[i] {
-			refused = append(refused, i)
-		}
-	}
-	if len(refused) == 0 {
-		return nil
-	}
-	b.stored = make(map[uts.Key]string, len(refused))
-	for len(refused) > 0 {
-		n := maxChunk
-		for n > len(refused) {
-			n /= 2
-		}
-		if err := w.lookupChunk(ctx, tx, b, refused[:n]); err != nil {
-			return err
-		}
-		refused = refused[n:]
-	}
-	return nil
-}
-
-func (w *writeStatements) lookupChunk(ctx context.Context, tx *sql.Tx, b *batch, rows []int) error {
-	args := w.args[:0]
-	for _, i := range rows {
-		args = append(args, b.events[i].Topic, b.events[i].EventID)
-	}
-	w.args = args
-	defer clear(args)
-	found, err := tx.StmtContext(ctx, w.lookupBySize[len(rows)]).QueryContext(ctx, args...)
-	if err != nil {
-		return err
-	}
-	defer found.Close()
-	for found.Next() {
-		var key uts.Key
-		var hash string
-		if err := found.Scan(&key.Topic, &key.EventID, &hash); err != nil {
-			return err
-		}
-		b.stored[key] = hash
-	}
-	if err := found.Err(); err != nil {
-		return err
-	}
-	for _, i := range rows {
-		if _, ok := b.stored[b.events[i].Key()]; !ok {
-			return fmt.Errorf("%s/%s: refused by the insert but not stored", b.events[i].Topic, b.events[i].EventID)
-		}
-	}
-	return nil
 }
 
 // outcomes compares every occurrence that was not stored with what is stored under its key.
@@ -233,10 +175,11 @@ func (b *batch) outcomes() []uts.Outcome {
 		case first == i && b.inserted[i]:
 			outcomes[i] = uts.OutcomeNew
 			continue
-		case b.inserted[first]:
-			stored = b.hashes[first]
 		default:
-			stored = b.stored[e.Key()]
+			stored = b.hashes[first] // stored by this batch, or already stored with this content
+			if hash, other := b.conflicting[e.Key()]; other {
+				stored = hash
+			}
 		}
 		if b.hashes[i] == stored {
 			outcomes[i] = uts.OutcomeDuplicate
