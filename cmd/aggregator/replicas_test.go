@@ -262,7 +262,7 @@ func TestRestartedReplicaResumesItsOwnEntries(t *testing.T) {
 	bin, _ := binaries(t)
 	proxy := startCutProxy(t, postgresHost(t, db))
 	args := []string{"-db", postgresVia(t, db, proxy), "-broker", redisURL, "-redis-prefix", prefix,
-		"-consumer-name", "replica-a", "-claim-idle", "1h", "-commit-events", "1000"}
+		"-consumer-name", "replica-a", "-workers", "2", "-claim-idle", "1h", "-commit-events", "1000"}
 	agg := startAggregator(t, bin, args...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -276,9 +276,14 @@ func TestRestartedReplicaResumesItsOwnEntries(t *testing.T) {
 		t.Fatalf("publish with the database cut off: %+v, %v; want 202 (Redis has them)", a, err)
 	}
 	eventually(t, "the replica to hold every entry", 30*time.Second, func() error {
-		n, err := pendingOf(ctx, rc, prefix, "replica-a")
-		if err == nil && n != int64(len(events)) {
-			err = fmt.Errorf("%d pending", n)
+		// Its two consume loops are the consumers replica-a and replica-a/2.
+		a, err := pendingOf(ctx, rc, prefix, "replica-a")
+		if err != nil {
+			return err
+		}
+		a2, err := pendingOf(ctx, rc, prefix, "replica-a/2")
+		if err == nil && a+a2 != int64(len(events)) {
+			err = fmt.Errorf("%d+%d pending", a, a2)
 		}
 		return err
 	})
