@@ -30,3 +30,15 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
 }
+
+// BenchmarkContentHash is what conflict detection adds to every new event: the hash the
+// store keeps beside it.
+func BenchmarkContentHash(b *testing.B) {
+	events, err := uts.DecodeBatch([]byte(validEvent), uts.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		_ = events[0].ContentHash()
+	}
+}
