@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 func BenchmarkPublish(b *testing.B) {
-	broker := openAt(b, testURL(b), Options{Logger: slog.New(slog.DiscardHandler)})
+	broker := openAt(b, testenv.RedisURL(b), Options{Logger: slog.New(slog.DiscardHandler)})
 	const batch = 100
 	events := newEvents("bench", batch)
 	ctx := context.Background()
@@ -28,7 +29,7 @@ func BenchmarkPublish(b *testing.B) {
 // BenchmarkConsume measures read, decode, acknowledge and delete per event, with a commit
 // that stores nothing. b.N is the number of events.
 func BenchmarkConsume(b *testing.B) {
-	broker := openAt(b, testURL(b), Options{Logger: slog.New(slog.DiscardHandler)})
+	broker := openAt(b, testenv.RedisURL(b), Options{Logger: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	for i := 0; i < b.N; i += 1000 {
 		events := newEvents("bench", min(1000, b.N-i))

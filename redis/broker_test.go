@@ -2,13 +2,10 @@ package redis
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/brokertest"
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // waitLimit bounds every wait in these tests.
@@ -36,27 +34,17 @@ func TestConformanceWorkers(t *testing.T) {
 	})
 }
 
-// testURL is the shared Redis the tests use; they skip without it.
-func testURL(t testing.TB) string {
-	t.Helper()
-	url := os.Getenv("UTS_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("UTS_TEST_REDIS_URL not set (e.g. redis://127.0.0.1:6379/0)")
-	}
-	return url
-}
-
 // openTest opens a broker on the shared Redis under a key prefix of its own, removed at
 // the end of the test. A zero opts.KeyPrefix gets a fresh one.
 func openTest(t testing.TB, opts Options) *Broker {
 	t.Helper()
-	return openAt(t, testURL(t), opts)
+	return openAt(t, testenv.RedisURL(t), opts)
 }
 
 func openAt(t testing.TB, url string, opts Options) *Broker {
 	t.Helper()
 	if opts.KeyPrefix == "" {
-		opts.KeyPrefix = newPrefix(t)
+		opts.KeyPrefix = testenv.RedisPrefix(t, url)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -75,38 +63,6 @@ func openAt(t testing.TB, url string, opts Options) *Broker {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
-}
-
-// newPrefix returns a key prefix no other test uses, and deletes its keys when the test ends.
-func newPrefix(t testing.TB) string {
-	t.Helper()
-	var random [6]byte
-	rand.Read(random[:])
-	prefix := "utstest:" + hex.EncodeToString(random[:]) + ":"
-	url := os.Getenv("UTS_TEST_REDIS_URL")
-	t.Cleanup(func() {
-		opts, err := goredis.ParseURL(url)
-		if err != nil {
-			return
-		}
-		client := goredis.NewClient(opts)
-		defer client.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		defer cancel()
-		var keys []string
-		iter := client.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		err = iter.Err()
-		if err == nil && len(keys) > 0 {
-			err = client.Del(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Logf("clean up %s*: %v", prefix, err)
-		}
-	})
-	return prefix
 }
 
 // newEvents returns n distinct events whose ids start with tag.
@@ -323,7 +279,7 @@ func TestPersistence(t *testing.T) {
 
 func TestOwnPendingEntriesComeFirstAfterRestart(t *testing.T) {
 	t.Parallel()
-	prefix := newPrefix(t)
+	prefix := testenv.RedisPrefix(t, testenv.RedisURL(t))
 	// Nobody else claims anything during the test.
 	opts := Options{KeyPrefix: prefix, Consumer: "replica-1", ClaimIdle: time.Hour}
 	before := openTest(t, opts)
@@ -465,7 +421,7 @@ func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
 
 func TestStoreOutageDoesNotDeadLetter(t *testing.T) {
 	t.Parallel()
-	prefix := newPrefix(t)
+	prefix := testenv.RedisPrefix(t, testenv.RedisURL(t))
 	var mu sync.Mutex
 	counted := 0
 	opts := Options{
