@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/testenv"
 	"github.com/uts-events/uts/postgres"
 )
 
@@ -150,7 +151,7 @@ func TestConcurrentOverlappingWriters(t *testing.T) {
 // PostgreSQL would abort one of them.
 func TestNoDeadlock(t *testing.T) {
 	t.Parallel()
-	u := newSchema(t)
+	u := testenv.PostgresSchema(t)
 	s, err := postgres.Open(t.Context(), u+"&pool_max_conns=12")
 	if err != nil {
 		t.Fatalf("Open: %v", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/testenv"
 	"github.com/uts-events/uts/storetest"
 )
 
@@ -78,7 +79,7 @@ func BenchmarkCeilingPgx(b *testing.B) {
 	for _, method := range []string{"copy", "unnest"} {
 		for _, batch := range []int{100, 1000} {
 			b.Run(method+"/batch="+strconv.Itoa(batch), func(b *testing.B) {
-				pool, err := pgxpool.New(b.Context(), newSchema(b))
+				pool, err := pgxpool.New(b.Context(), testenv.PostgresSchema(b))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/testenv"
 	"github.com/uts-events/uts/postgres"
 )
 
@@ -17,7 +18,7 @@ import (
 // one migrate while the others wait and then find nothing to do.
 func TestConcurrentOpen(t *testing.T) {
 	t.Parallel()
-	u := newSchema(t)
+	u := testenv.PostgresSchema(t)
 	const replicas = 4
 	stores := make([]*postgres.Store, replicas)
 	errs := make([]error, replicas)
