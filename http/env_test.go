@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/consumer"
 	"github.com/uts-events/uts/inproc"
+	"github.com/uts-events/uts/internal/testenv"
 	"github.com/uts-events/uts/redis"
 	"github.com/uts-events/uts/sqlite"
 )
@@ -66,7 +65,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	e.broker = inproc.New(inproc.Options{QueueEvents: opts.queueEvents})
 	if opts.redisURL != "" {
 		// A key prefix of the test's own keeps parallel tests and earlier runs apart.
-		prefix := fmt.Sprintf("uts-http-test:%s:%d:", t.Name(), time.Now().UnixNano())
+		prefix := testenv.RedisPrefix(t, opts.redisURL)
 		rb, err := redis.Open(ctx, opts.redisURL, redis.Options{
 			KeyPrefix: prefix, Consumer: "test", Block: 100 * time.Millisecond, Logger: logger,
 			DeadLetter: store.DeadLetter,
@@ -74,10 +73,8 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		if err != nil {
 			t.Fatalf("open redis broker: %v", err)
 		}
-		t.Cleanup(func() {
-			rb.Close()
-			deleteRedisKeys(t, opts.redisURL, prefix)
-		})
+		// Closed before its keys are deleted: cleanups run last-in, first-out.
+		t.Cleanup(func() { rb.Close() })
 		e.broker = rb
 	}
 	e.cfg = Config{
@@ -253,24 +250,5 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// deleteRedisKeys removes what a test left in a shared Redis.
-func deleteRedisKeys(t *testing.T, url, prefix string) {
-	opts, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Errorf("parse redis url: %v", err)
-		return
-	}
-	client := goredis.NewClient(opts)
-	defer client.Close()
-	ctx := context.Background()
-	keys, err := client.Keys(ctx, prefix+"*").Result()
-	if err == nil && len(keys) > 0 {
-		err = client.Del(ctx, keys...).Err()
-	}
-	if err != nil {
-		t.Errorf("delete test keys: %v", err)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 func TestPublishShapes(t *testing.T) {
@@ -234,10 +234,7 @@ func TestMethodAndRouteErrors(t *testing.T) {
 // With the Redis broker, a publish is answered once queued: 202, and no outcomes yet.
 func TestPublishQueued(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("UTS_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("UTS_TEST_REDIS_URL is not set: the queued (202) answer needs the Redis broker")
-	}
+	url := testenv.RedisURL(t)
 	e := newEnv(t, envOptions{redisURL: url, deferConsume: true})
 	body := mustJSON(t, events("queued", 0, 3))
 	resp := e.do("POST", "/publish?results=true", body, "Content-Type", "application/json")
