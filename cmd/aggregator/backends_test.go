@@ -3,112 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// These helpers give a test its own PostgreSQL schema and Redis key prefix on the shared
-// test servers, so that the multi-process tests run in parallel with everyone else's.
+// These helpers drive the aggregators the multi-process tests start on the shared test
+// servers; internal/testenv gives each test its own schema and key prefix there.
 
 // drainLimit bounds every wait for the consumers to catch up.
 const drainLimit = 90 * time.Second
-
-func randomName(prefix string) string {
-	var b [6]byte
-	rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
-
-// postgresSchema creates a schema of the test's own and returns UTS_TEST_POSTGRES_URL with
-// search_path set to it. The schema is dropped when the test ends; aggregators started after
-// this call are stopped before that (cleanups run last-in, first-out).
-func postgresSchema(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("UTS_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("UTS_TEST_POSTGRES_URL is not set")
-	}
-	schema := randomName("agg_")
-	admin := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := admin("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		if err := admin("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse UTS_TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// redisTarget returns UTS_TEST_REDIS_URL and a key prefix of the test's own, whose keys are
-// deleted when the test ends.
-func redisTarget(t *testing.T) (redisURL, prefix string) {
-	t.Helper()
-	redisURL = os.Getenv("UTS_TEST_REDIS_URL")
-	if redisURL == "" {
-		t.Skip("UTS_TEST_REDIS_URL is not set")
-	}
-	prefix = randomName("utsagg:") + ":"
-	client := redisClient(t, redisURL)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var keys []string
-		iter := client.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		err := iter.Err()
-		if err == nil && len(keys) > 0 {
-			err = client.Del(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Errorf("delete %s*: %v", prefix, err)
-		}
-	})
-	return redisURL, prefix
-}
-
-// redisClient is the test's own view of the Redis the aggregators use, closed at the end.
-func redisClient(t *testing.T, redisURL string) *goredis.Client {
-	t.Helper()
-	opts, err := goredis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatalf("parse %s: %v", redisURL, err)
-	}
-	client := goredis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
-	return client
-}
 
 // pendingOf counts the entries the group "aggregators" has given to consumer and that it has
 // not acknowledged; consumer "" counts them for every consumer.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // The container engine cannot run in the tests, so these check docker-compose.yml, the
@@ -218,8 +220,9 @@ func TestComposeEnvironmentRuns(t *testing.T) {
 		t.Skip("builds and runs both binaries")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
-	redisURL, prefix := redisTarget(t)
+	db := testenv.PostgresSchema(t)
+	redisURL := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t, redisURL)
 	aggregatorBin, publisherBin := binaries(t)
 	c := readCompose(t)
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // TestRedisOutage kills the aggregator's Redis (a private one, with the append-only file
@@ -20,7 +22,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	server := startPrivateRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	server := testenv.StartRedisServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	bin, _ := binaries(t)
 	agg := startAggregator(t, bin, "-db", "sqlite:"+filepath.Join(t.TempDir(), "uts.db"),
 		"-broker", server.URL(), "-claim-idle", "1s")
@@ -92,7 +94,7 @@ func TestRedisPersistenceIsCheckedAtStart(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	server := startPrivateRedis(t, "--appendonly", "no")
+	server := testenv.StartRedisServer(t, "--appendonly", "no")
 	bin, _ := binaries(t)
 	args := []string{"-db", "sqlite:" + filepath.Join(t.TempDir(), "uts.db"), "-broker", server.URL()}
 
@@ -104,7 +106,7 @@ func TestRedisPersistenceIsCheckedAtStart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := server.Client()
+	client := testenv.RedisClient(t, server.URL())
 	if err := client.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -209,9 +211,10 @@ func TestPostgresOutageWithRedis(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
-	redisURL, prefix := redisTarget(t)
-	rc := redisClient(t, redisURL)
+	db := testenv.PostgresSchema(t)
+	redisURL := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t, redisURL)
+	rc := testenv.RedisClient(t, redisURL)
 	bin, _ := binaries(t)
 	proxy := startCutProxy(t, postgresHost(t, db))
 	const commitEvents = 500
@@ -293,7 +296,7 @@ func TestPostgresOutageInProcess(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
+	db := testenv.PostgresSchema(t)
 	bin, _ := binaries(t)
 	proxy := startCutProxy(t, postgresHost(t, db))
 	agg := startAggregator(t, bin, "-db", postgresVia(t, db, proxy))

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // These tests hold the promises across processes sharing one PostgreSQL schema: each key is
@@ -25,7 +27,7 @@ func TestReplicasShareOnePostgresSchema(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
+	db := testenv.PostgresSchema(t)
 	bin, _ := binaries(t)
 	var bases []string
 	for range 3 {
@@ -41,7 +43,7 @@ func TestWorkersShareOnePostgresSchema(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
+	db := testenv.PostgresSchema(t)
 	bin, _ := binaries(t)
 	agg := startAggregator(t, bin, "-db", db+"&pool_max_conns=10", "-workers", "8", "-commit-events", "150", "-linger", "0")
 	publishOverlapping(t, []string{agg.URL, agg.URL, agg.URL})
@@ -142,9 +144,10 @@ func TestRedisReplicasSurviveAKill(t *testing.T) {
 		t.Skip("multi-process: builds and runs both binaries")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
-	redisURL, prefix := redisTarget(t)
-	rc := redisClient(t, redisURL)
+	db := testenv.PostgresSchema(t)
+	redisURL := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t, redisURL)
+	rc := testenv.RedisClient(t, redisURL)
 	aggregatorBin, publisherBin := binaries(t)
 
 	// The victim reaches PostgreSQL through a proxy. Cutting it just before the kill leaves
@@ -256,9 +259,10 @@ func TestRestartedReplicaResumesItsOwnEntries(t *testing.T) {
 		t.Skip("multi-process: builds and runs the binary")
 	}
 	t.Parallel()
-	db := postgresSchema(t)
-	redisURL, prefix := redisTarget(t)
-	rc := redisClient(t, redisURL)
+	db := testenv.PostgresSchema(t)
+	redisURL := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t, redisURL)
+	rc := testenv.RedisClient(t, redisURL)
 	bin, _ := binaries(t)
 	proxy := startCutProxy(t, postgresHost(t, db))
 	args := []string{"-db", postgresVia(t, db, proxy), "-broker", redisURL, "-redis-prefix", prefix,
