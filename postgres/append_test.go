@@ -224,26 +224,7 @@ func TestKeyCommittedAfterSnapshot(t *testing.T) {
 
 			// The other writer: a second store's own statement would commit at once, so this
 			// one inserts the row by hand and holds it.
-			other, err := pgx.Connect(ctx, u)
-			if err != nil {
-				t.Fatalf("connect: %v", err)
-			}
-			defer other.Close(context.Background())
-			tx, err := other.Begin(ctx)
-			if err != nil {
-				t.Fatalf("begin: %v", err)
-			}
-			defer tx.Rollback(context.Background())
-			held := event("t", "k", tc.stored)
-			if _, err := tx.Exec(ctx, `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
-				VALUES ($1, $2, $3, 0, $4, $5, decode($6, 'hex'))`,
-				held.Topic, held.EventID, held.Timestamp, held.Source, string(held.Payload), held.ContentHash()); err != nil {
-				t.Fatalf("insert the held row: %v", err)
-			}
-			var xid string
-			if err := tx.QueryRow(ctx, `SELECT xid(pg_current_xact_id())::text`).Scan(&xid); err != nil {
-				t.Fatalf("xid: %v", err)
-			}
+			other, tx, xid := holdEvent(t, ctx, u, event("t", "k", tc.stored))
 
 			type result struct {
 				outcomes []uts.Outcome
@@ -339,29 +320,11 @@ func TestDeliveryCommittedAfterSnapshot(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 
-			other, err := pgx.Connect(ctx, u)
-			if err != nil {
-				t.Fatalf("connect: %v", err)
-			}
-			defer other.Close(context.Background())
-			tx, err := other.Begin(ctx)
-			if err != nil {
-				t.Fatalf("begin: %v", err)
-			}
-			defer tx.Rollback(context.Background())
 			held := event("t", "k", "a")
-			if _, err := tx.Exec(ctx, `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
-				VALUES ($1, $2, $3, 0, $4, $5, decode($6, 'hex'))`,
-				held.Topic, held.EventID, held.Timestamp, held.Source, string(held.Payload), held.ContentHash()); err != nil {
-				t.Fatalf("insert the held event: %v", err)
-			}
+			other, tx, xid := holdEvent(t, ctx, u, held)
 			if _, err := tx.Exec(ctx, `INSERT INTO deliveries (delivery, topic, event_id) VALUES ('1-0', $1, $2)`,
 				held.Topic, held.EventID); err != nil {
 				t.Fatalf("insert the held delivery: %v", err)
-			}
-			var xid string
-			if err := tx.QueryRow(ctx, `SELECT xid(pg_current_xact_id())::text`).Scan(&xid); err != nil {
-				t.Fatalf("xid: %v", err)
 			}
 
 			type result struct {
@@ -376,6 +339,7 @@ func TestDeliveryCommittedAfterSnapshot(t *testing.T) {
 				done <- result{o, err}
 			}()
 			waitForLockWaiter(t, ctx, other, xid)
+			var err error
 			if tc.commit {
 				err = tx.Commit(ctx)
 			} else {
@@ -454,4 +418,32 @@ func TestPruneDeliveries(t *testing.T) {
 	if fmt.Sprint(outcomes) != "[duplicate duplicate]" || st.Counters != want {
 		t.Fatalf("after pruning: outcomes %v, counters %+v; want both duplicates and only the pruned one counted: %+v", outcomes, st.Counters, want)
 	}
+}
+
+// holdEvent inserts e by hand in a transaction of a connection of its own and leaves the
+// transaction open, so that a store's insert of the same key waits for it to end. It returns
+// the connection (to watch for waiters), the transaction and its id; both are closed when the
+// test ends.
+func holdEvent(t *testing.T, ctx context.Context, u string, e uts.Event) (*pgx.Conn, pgx.Tx, string) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
+		VALUES ($1, $2, $3, 0, $4, $5, decode($6, 'hex'))`,
+		e.Topic, e.EventID, e.Timestamp, e.Source, string(e.Payload), e.ContentHash()); err != nil {
+		t.Fatalf("insert the held event: %v", err)
+	}
+	var xid string
+	if err := tx.QueryRow(ctx, `SELECT xid(pg_current_xact_id())::text`).Scan(&xid); err != nil {
+		t.Fatalf("xid: %v", err)
+	}
+	return conn, tx, xid
 }
