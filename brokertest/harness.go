@@ -41,8 +41,16 @@ type consumption struct {
 	err      error
 }
 
+// Consume runs b.Consume until stop or the end of the test, and fails the test (when it
+// ends) if Consume returned an error or did not return within waitLimit of its context's end.
+func Consume(t testing.TB, b uts.Broker, commit uts.CommitFunc) (stop func()) {
+	t.Helper()
+	c := startConsume(t, b, commit)
+	return func() { c.stop() } // startConsume's cleanup reports what Consume returned
+}
+
 // startConsume runs b.Consume until stop or the end of the test.
-func startConsume(t *testing.T, b uts.Broker, commit uts.CommitFunc) *consumption {
+func startConsume(t testing.TB, b uts.Broker, commit uts.CommitFunc) *consumption {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &consumption{cancel: cancel, done: make(chan error, 1)}

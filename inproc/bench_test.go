@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/brokertest"
 	"github.com/uts-events/uts/inproc"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkPublish(b *testing.B) {
 				news[i] = uts.OutcomeNew
 			}
 			var commits atomic.Int64
-			stop := consume(b, broker, func(_ context.Context, events []uts.Event) ([]uts.Outcome, error) {
+			stop := brokertest.Consume(b, broker, func(_ context.Context, events []uts.Event) ([]uts.Outcome, error) {
 				commits.Add(1)
 				return news[:len(events):len(events)], nil
 			})

@@ -88,29 +88,6 @@ func events(tag string, n int) []uts.Event {
 	return out
 }
 
-// consume runs b.Consume until the test ends.
-func consume(t testing.TB, b *inproc.Broker, commit uts.CommitFunc) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Consume(ctx, commit) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Consume: %v", err)
-				}
-			case <-time.After(waitLimit):
-				t.Errorf("Consume did not return")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 func waitDepth(t *testing.T, b *inproc.Broker, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
@@ -179,7 +156,7 @@ func TestQueueFullTakesNothing(t *testing.T) {
 		t.Errorf("Ready at 90%% = %v, want KindUnavailable", err)
 	}
 
-	consume(t, b, newHeldCommit().commitReleased())
+	brokertest.Consume(t, b, newHeldCommit().commitReleased())
 	for _, r := range []published{await(t, first), await(t, second)} {
 		if r.err != nil || !r.receipt.Committed {
 			t.Errorf("Publish = %+v, %v; want committed", r.receipt, r.err)
@@ -219,7 +196,7 @@ func TestGroupCommitSharesTransactions(t *testing.T) {
 	t.Parallel()
 	b := inproc.New(inproc.Options{Workers: 1})
 	h := newHeldCommit()
-	consume(t, b, h.commit)
+	brokertest.Consume(t, b, h.commit)
 
 	const publishes = 50
 	batches := make([][]uts.Event, publishes)
@@ -242,7 +219,7 @@ func TestFailingRequestDoesNotFailItsGroup(t *testing.T) {
 	b := inproc.New(inproc.Options{Workers: 1})
 	h := newHeldCommit()
 	h.poisoned = "bad-1"
-	consume(t, b, h.commit)
+	brokertest.Consume(t, b, h.commit)
 
 	batches := [][]uts.Event{events("first", 1), events("x", 2), events("bad", 3), events("y", 2)}
 	results := fillBehindHeldCommit(t, b, h, batches)
@@ -268,7 +245,7 @@ func TestRequestLargerThanABatchIsCommittedAlone(t *testing.T) {
 	t.Parallel()
 	b := inproc.New(inproc.Options{BatchEvents: 4})
 	h := newHeldCommit()
-	consume(t, b, h.commitReleased())
+	brokertest.Consume(t, b, h.commitReleased())
 	receipt, err := b.Publish(context.Background(), events("big", 10))
 	if err != nil || len(receipt.Outcomes) != 10 {
 		t.Fatalf("Publish = %+v, %v", receipt, err)
@@ -281,7 +258,7 @@ func TestRequestLargerThanABatchIsCommittedAlone(t *testing.T) {
 func TestPublishAfterShutdownIsUnavailable(t *testing.T) {
 	t.Parallel()
 	b := inproc.New(inproc.Options{})
-	stop := consume(t, b, newHeldCommit().commitReleased())
+	stop := brokertest.Consume(t, b, newHeldCommit().commitReleased())
 	stop()
 	ctx := context.Background()
 	if _, err := b.Publish(ctx, events("late", 1)); uts.KindOf(err) != uts.KindUnavailable {
@@ -305,7 +282,7 @@ func TestPublishStopsWaitingWhenItsContextEnds(t *testing.T) {
 	// The request was accepted, so it is still committed: the client's retry will be a
 	// duplicate rather than a loss.
 	h := newHeldCommit()
-	consume(t, b, h.commitReleased())
+	brokertest.Consume(t, b, h.commitReleased())
 	waitDepth(t, b, 0)
 	if calls := h.calls(); !slices.Equal(calls, []int{2}) {
 		t.Errorf("commit calls %v, want the abandoned request's 2 events", calls)

@@ -161,30 +161,6 @@ func (s *store) batchCount() int {
 	return len(s.batches)
 }
 
-// consume runs b.Consume until the end of the test and checks that it returns nil.
-func consume(t *testing.T, b *Broker, commit uts.CommitFunc) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Consume(ctx, commit) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Consume: %v", err)
-				}
-			case <-time.After(waitLimit):
-				t.Errorf("Consume did not return within %v of its context's end", waitLimit)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // waitFor polls check until it returns nil, failing the test after waitLimit.
 func waitFor(t *testing.T, what string, check func() error) {
 	t.Helper()
@@ -291,7 +267,7 @@ func TestOwnPendingEntriesComeFirstAfterRestart(t *testing.T) {
 
 	after := openTest(t, opts)
 	s := newStore()
-	consume(t, after, s.commit)
+	brokertest.Consume(t, after, s.commit)
 	waitFor(t, "every event to be stored", func() error { return s.missing(append(old, fresh...)) })
 	first := s.firstBatch()
 	if len(first) != len(old) {
@@ -313,7 +289,7 @@ func TestClaimsEntriesOfADeadConsumer(t *testing.T) {
 	readAsDeadConsumer(t, b, "dead", len(events))
 
 	s := newStore()
-	consume(t, b, s.commit)
+	brokertest.Consume(t, b, s.commit)
 	waitFor(t, "the dead consumer's events to be stored", func() error { return s.missing(events) })
 	waitIdle(t, b)
 	pending, err := b.client.XPending(context.Background(), b.stream, b.opts.Group).Result()
@@ -354,7 +330,7 @@ func TestPoisonEventIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 		}
 		return nil
 	})
-	consume(t, b, s.commit)
+	brokertest.Consume(t, b, s.commit)
 	publish(t, b, events)
 
 	good := append(append([]uts.Event{}, events[:2]...), events[3:]...)
@@ -406,7 +382,7 @@ func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
 	events := newEvents("fine", 2)
 	publish(t, b, events)
 	s := newStore()
-	consume(t, b, s.commit)
+	brokertest.Consume(t, b, s.commit)
 	waitFor(t, "the good events to be stored", func() error { return s.missing(events) })
 	waitIdle(t, b)
 	mu.Lock()
@@ -442,8 +418,8 @@ func TestStoreOutageDoesNotDeadLetter(t *testing.T) {
 	one := openTest(t, opts)
 	opts.Consumer = "replica-2"
 	two := openTest(t, opts)
-	consume(t, one, s.commit)
-	consume(t, two, s.commit)
+	brokertest.Consume(t, one, s.commit)
+	brokertest.Consume(t, two, s.commit)
 	events := newEvents("outage", 10)
 	publish(t, one, events)
 
@@ -471,7 +447,7 @@ func TestStreamIsTrimmedAfterAcknowledgement(t *testing.T) {
 	t.Parallel()
 	b := openTest(t, Options{BatchEvents: 16})
 	s := newStore()
-	consume(t, b, s.commit)
+	brokertest.Consume(t, b, s.commit)
 	var all []uts.Event
 	for i := range 10 {
 		events := newEvents(fmt.Sprintf("t%d", i), 10)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/brokertest"
 	"github.com/uts-events/uts/internal/testenv"
 )
 
@@ -14,7 +15,7 @@ func TestRedisOutage(t *testing.T) {
 	server := testenv.StartRedisServer(t, "--appendonly", "no")
 	b := openAt(t, server.URL(), Options{})
 	s := newStore()
-	consume(t, b, s.commit)
+	brokertest.Consume(t, b, s.commit)
 	before := newEvents("before", 3)
 	publish(t, b, before)
 	waitFor(t, "the events published before the outage to be stored", func() error { return s.missing(before) })

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/brokertest"
 	"github.com/uts-events/uts/sqlite"
 )
 
@@ -46,7 +47,7 @@ func TestCommitWithLostAnswerCountsOnce(t *testing.T) {
 		}
 		return outcomes, err
 	}
-	consume(t, b, commit)
+	brokertest.Consume(t, b, commit)
 
 	events := newEvents("lost", 40)
 	publish(t, b, events)
