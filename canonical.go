@@ -144,37 +144,3 @@ var (
 	lineSeparator      = []byte("\u2028")
 	paragraphSeparator = []byte("\u2029")
 )
-
-func decodeString(literal []byte) string {
-	inner := literal[1 : len(literal)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner)
-	}
-	var s string
-	_ = json.Unmarshal(literal, &s) // valid JSON: cannot fail
-	return s
-}
-
-// stringEnd returns the length of the string literal at the start of data.
-func stringEnd(data []byte) int {
-	for i := 1; i < len(data); i++ {
-		switch data[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(data)
-}
-
-func skipSpace(data []byte) []byte {
-	for len(data) > 0 && (data[0] == ' ' || data[0] == '\t' || data[0] == '\n' || data[0] == '\r') {
-		data = data[1:]
-	}
-	return data
-}
-
-func isDelimiter(c byte) bool {
-	return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r'
-}

@@ -90,52 +90,6 @@ func splitBatch(body []byte) ([]json.RawMessage, error) {
 		Details: []FieldError{{Index: 0, Field: "event", Message: "must be a JSON object"}}}
 }
 
-// arrayElements splits a valid JSON array into its elements.
-func arrayElements(array []byte) []json.RawMessage {
-	var elements []json.RawMessage
-	data := skipSpace(array[1:])
-	for len(data) > 0 && data[0] != ']' {
-		n := valueEnd(data)
-		elements = append(elements, json.RawMessage(data[:n]))
-		data = skipSpace(data[n:])
-		if len(data) > 0 && data[0] == ',' {
-			data = skipSpace(data[1:])
-		}
-	}
-	return elements
-}
-
-// objectMember returns the value of a valid JSON object's member, the last one if the key
-// repeats, or nil.
-func objectMember(object []byte, name string) json.RawMessage {
-	var found json.RawMessage
-	eachMember(object, func(key []byte, value json.RawMessage) {
-		if string(key) == name {
-			found = value
-		}
-	})
-	return found
-}
-
-// eachMember calls fn with each member of a valid JSON object, in order.
-func eachMember(object []byte, fn func(key []byte, value json.RawMessage)) {
-	data := skipSpace(object[1:])
-	for len(data) > 0 && data[0] == '"' {
-		end := stringEnd(data)
-		key := data[1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			key = []byte(decodeString(data[:end]))
-		}
-		data = skipSpace(skipSpace(data[end:])[1:]) // past the colon
-		n := valueEnd(data)
-		fn(key, json.RawMessage(data[:n]))
-		data = skipSpace(data[n:])
-		if len(data) > 0 && data[0] == ',' {
-			data = skipSpace(data[1:])
-		}
-	}
-}
-
 func malformed(err error) *Error {
 	return &Error{Kind: KindMalformed, Message: "malformed JSON: " + err.Error(), Err: err}
 }
@@ -198,35 +152,6 @@ func scanEvent(raw json.RawMessage) wireEvent {
 		}
 	})
 	return w
-}
-
-// valueEnd returns the length of the valid JSON value at the start of data.
-func valueEnd(data []byte) int {
-	switch data[0] {
-	case '"':
-		return stringEnd(data)
-	case '{', '[':
-		depth := 0
-		for i := 0; i < len(data); i++ {
-			switch data[i] {
-			case '"':
-				i += stringEnd(data[i:]) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(data)
-	}
-	end := 0
-	for end < len(data) && !isDelimiter(data[end]) {
-		end++
-	}
-	return end
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
