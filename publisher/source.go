@@ -34,10 +34,7 @@ func (s generatorSource) next() (item, bool, error) {
 	if !ok {
 		return item{}, false, nil
 	}
-	raw, err := json.Marshal(ge.Event)
-	if err != nil {
-		return item{}, false, fmt.Errorf("encode event: %w", err)
-	}
+	raw := appendEvent(make([]byte, 0, 256), ge.Event)
 	return item{raw: raw, key: ge.Event.Key(), ordinal: ge.Ordinal}, true, nil
 }
 
