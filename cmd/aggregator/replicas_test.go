@@ -163,7 +163,7 @@ func TestRedisReplicasSurviveAKill(t *testing.T) {
 		}
 		replicas[i] = startAggregator(t, aggregatorBin, "-db", dbURL,
 			"-broker", redisURL, "-redis-prefix", prefix, "-consumer-name", fmt.Sprintf("replica-%d", i),
-			"-claim-idle", "1s", "-commit-events", fmt.Sprint(commitEvents))
+			"-workers", "2", "-claim-idle", "1s", "-commit-events", fmt.Sprint(commitEvents))
 		urls[i] = replicas[i].URL
 	}
 	victim, survivors := replicas[1], []string{urls[0], urls[2]}
@@ -194,15 +194,24 @@ func TestRedisReplicasSurviveAKill(t *testing.T) {
 		return err
 	})
 	proxy.Cut()
+	// The victim's consume loops are the consumers replica-1 and replica-1/2.
+	victimPending := func() (int64, error) {
+		a, err := pendingOf(ctx, rc, prefix, "replica-1")
+		if err != nil {
+			return 0, err
+		}
+		b, err := pendingOf(ctx, rc, prefix, "replica-1/2")
+		return a + b, err
+	}
 	eventually(t, "the victim to hold entries it cannot commit", 30*time.Second, func() error {
-		n, err := pendingOf(ctx, rc, prefix, "replica-1")
+		n, err := victimPending()
 		if err == nil && n == 0 {
 			err = fmt.Errorf("nothing pending")
 		}
 		return err
 	})
 	victim.Kill()
-	orphaned, err := pendingOf(ctx, rc, prefix, "replica-1")
+	orphaned, err := victimPending()
 	if err != nil || orphaned == 0 {
 		t.Fatalf("after the kill, %d entries pending with the victim (%v); want some", orphaned, err)
 	}
