@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math"
 	"time"
@@ -31,35 +30,29 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer s.unlock()
-	if s.closed.Load() {
-		return nil, uts.Unavailable("sqlite: store is closed", nil)
-	}
+	// Hashing and sorting out the batch need no lock: done here, they overlap another
+	// Append's commit instead of adding to it.
+	b := newBatch(events)
 
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, classify(ctx, "append: begin", err)
-	}
-	defer tx.Rollback()
-
-	processedAt := time.Now().UnixNano()
-	fresh, positions := events, []int(nil)
-	if delivered {
-		redelivered, err := s.writes.recordDeliveries(ctx, tx, events, processedAt)
-		if err != nil {
-			return nil, classify(ctx, "append: record deliveries", err)
-		}
-		fresh, positions = counted(events, redelivered)
-	}
-	outcomes, err := s.appendFresh(ctx, tx, fresh, processedAt)
+	var outcomes []uts.Outcome
+	var positions []int
+	err = s.withWriter(ctx, func() error {
+		return s.transaction(ctx, func() error {
+			processedAt := time.Now().UnixNano()
+			fresh := b
+			if delivered {
+				redelivered, err := s.writes.recordDeliveries(events, processedAt)
+				if err != nil {
+					return classify(ctx, "append: record deliveries", err)
+				}
+				fresh, positions = b.without(redelivered)
+			}
+			outcomes, err = s.appendFresh(ctx, fresh, processedAt)
+			return err
+		})
+	})
 	if err != nil {
 		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, classify(ctx, "append: commit", err)
 	}
 	if positions == nil {
 		return outcomes, nil
@@ -75,17 +68,16 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	return all, nil
 }
 
-// appendFresh stores and counts events in tx, none of them delivered before.
-func (s *Store) appendFresh(ctx context.Context, tx *sql.Tx, events []uts.Event, processedAt int64) ([]uts.Outcome, error) {
-	if len(events) == 0 {
+// appendFresh stores and counts the batch, none of it delivered before.
+func (s *Store) appendFresh(ctx context.Context, b *batch, processedAt int64) ([]uts.Outcome, error) {
+	if len(b.events) == 0 {
 		return nil, nil
 	}
-	batch := newBatch(events)
-	if err := s.writes.insert(ctx, tx, batch, processedAt); err != nil {
+	if err := s.writes.insert(b, processedAt); err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
-	outcomes := batch.outcomes()
-	if err := s.writes.addCounts(ctx, tx, events, outcomes, processedAt); err != nil {
+	outcomes := b.outcomes()
+	if err := s.writes.addCounts(b.events, outcomes, processedAt); err != nil {
 		return nil, classify(ctx, "append: count", err)
 	}
 	return outcomes, nil
@@ -102,32 +94,17 @@ func (s *Store) DeadLetter(ctx context.Context, n int) error {
 	if n <= 0 {
 		return nil
 	}
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.unlock()
-	if s.closed.Load() {
-		return uts.Unavailable("sqlite: store is closed", nil)
-	}
-	_, err := s.write.ExecContext(ctx,
-		`UPDATE counters SET received = received + ?1, dead_lettered = dead_lettered + ?1 WHERE id = 1`, n)
-	if err != nil {
-		return classify(ctx, "dead letter", err)
-	}
-	return nil
-}
-
-// lock waits for the writer, or for ctx to end.
-func (s *Store) lock(ctx context.Context) error {
-	select {
-	case s.writing <- struct{}{}:
+	return s.withWriter(ctx, func() error {
+		err := s.writes.deadLetter.BindInt64(1, int64(n))
+		if err == nil {
+			err = s.writes.deadLetter.Exec()
+		}
+		if err != nil {
+			return classify(ctx, "dead letter", err)
+		}
 		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("sqlite: waiting to write: %w", ctx.Err())
-	}
+	})
 }
-
-func (s *Store) unlock() { <-s.writing }
 
 // batch follows one Append's events through the insert.
 type batch struct {
@@ -145,16 +122,24 @@ type batch struct {
 }
 
 func newBatch(events []uts.Event) *batch {
+	hashes := make([]string, len(events))
+	for i := range events {
+		hashes[i] = events[i].ContentHash()
+	}
+	return sortOut(events, hashes)
+}
+
+// sortOut finds the first occurrences of events whose hashes are known.
+func sortOut(events []uts.Event, hashes []string) *batch {
 	b := &batch{
 		events:      events,
-		hashes:      make([]string, len(events)),
+		hashes:      hashes,
 		first:       make(map[uts.Key]int, len(events)),
 		distinct:    make([]int, 0, len(events)),
 		inserted:    make([]bool, len(events)),
 		conflicting: make(map[uts.Key]string),
 	}
 	for i, e := range events {
-		b.hashes[i] = e.ContentHash()
 		if _, seen := b.first[e.Key()]; !seen {
 			b.first[e.Key()] = i
 			b.distinct = append(b.distinct, i)
@@ -197,10 +182,17 @@ type topicCount struct {
 }
 
 // addCounts moves the counters and the per-topic totals in the insert's transaction.
-func (w *writeStatements) addCounts(ctx context.Context, tx *sql.Tx, events []uts.Event, outcomes []uts.Outcome, processedAt int64) error {
+func (w *writeStatements) addCounts(events []uts.Event, outcomes []uts.Outcome, processedAt int64) error {
 	total := uts.TallyOf(outcomes)
-	_, err := tx.StmtContext(ctx, w.addCounters).ExecContext(ctx, len(events), total.Unique, total.Duplicates, total.Conflicts)
-	if err != nil {
+	bind := binder{stmt: w.addCounters}
+	bind.int64(int64(len(events)))
+	bind.int64(int64(total.Unique))
+	bind.int64(int64(total.Duplicates))
+	bind.int64(int64(total.Conflicts))
+	if bind.err != nil {
+		return bind.err
+	}
+	if err := w.addCounters.Exec(); err != nil {
 		return err
 	}
 
@@ -224,10 +216,19 @@ func (w *writeStatements) addCounts(ctx context.Context, tx *sql.Tx, events []ut
 			c.Duplicates++
 		}
 	}
-	addTopic := tx.StmtContext(ctx, w.addTopic)
 	for _, topic := range order {
 		c := topics[topic]
-		if _, err := addTopic.ExecContext(ctx, topic, c.Unique, c.Duplicates, c.Conflicts, c.last); err != nil {
+		bind := binder{stmt: w.addTopic}
+		bind.text(topic)
+		bind.int64(int64(c.Unique))
+		bind.int64(int64(c.Duplicates))
+		bind.int64(int64(c.Conflicts))
+		bind.int64(c.last)
+		err := bind.err
+		if err == nil {
+			err = w.addTopic.Exec()
+		}
+		if err != nil {
 			return fmt.Errorf("topic %q: %w", topic, err)
 		}
 	}

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"time"
 
@@ -44,7 +43,7 @@ func checkDeliveries(events []uts.Event) (bool, error) {
 
 // recordDeliveries records the deliveries of events and returns which events were delivered
 // before: those whose delivery the table already held.
-func (w *writeStatements) recordDeliveries(ctx context.Context, tx *sql.Tx, events []uts.Event, recordedAt int64) ([]bool, error) {
+func (w *writeStatements) recordDeliveries(events []uts.Event, recordedAt int64) ([]bool, error) {
 	var rows []int
 	for i := range events {
 		if events[i].Delivery != "" {
@@ -57,7 +56,7 @@ func (w *writeStatements) recordDeliveries(ctx context.Context, tx *sql.Tx, even
 		for n > len(rows) {
 			n /= 2
 		}
-		if err := w.recordChunk(ctx, tx, events, rows[:n], recordedAt, fresh); err != nil {
+		if err := w.recordChunk(events, rows[:n], recordedAt, fresh); err != nil {
 			return nil, err
 		}
 		rows = rows[n:]
@@ -72,27 +71,24 @@ func (w *writeStatements) recordDeliveries(ctx context.Context, tx *sql.Tx, even
 	return redelivered, nil
 }
 
-func (w *writeStatements) recordChunk(ctx context.Context, tx *sql.Tx, events []uts.Event, rows []int, recordedAt int64, fresh map[string]struct{}) error {
-	args := w.args[:0]
+func (w *writeStatements) recordChunk(events []uts.Event, rows []int, recordedAt int64, fresh map[string]struct{}) error {
+	stmt := w.recordBySize[len(rows)]
+	defer stmt.Reset()
+	bind := binder{stmt: stmt}
 	for _, i := range rows {
 		e := &events[i]
-		args = append(args, e.Delivery, e.Topic, e.EventID, recordedAt)
+		bind.text(e.Delivery)
+		bind.text(e.Topic)
+		bind.text(e.EventID)
+		bind.int64(recordedAt)
 	}
-	w.args = args
-	defer clear(args)
-	returned, err := tx.StmtContext(ctx, w.recordBySize[len(rows)]).QueryContext(ctx, args...)
-	if err != nil {
-		return err
+	if bind.err != nil {
+		return bind.err
 	}
-	defer returned.Close()
-	for returned.Next() {
-		var d string
-		if err := returned.Scan(&d); err != nil {
-			return err
-		}
-		fresh[d] = struct{}{}
+	for stmt.Step() {
+		fresh[stmt.ColumnText(0)] = struct{}{}
 	}
-	return returned.Err()
+	return stmt.Err()
 }
 
 func recordSQL(rows int) string {
@@ -108,17 +104,20 @@ func recordSQL(rows int) string {
 	return q.String()
 }
 
-// counted returns the events that were not delivered before, and their positions in events.
-func counted(events []uts.Event, redelivered []bool) ([]uts.Event, []int) {
-	kept := make([]uts.Event, 0, len(events))
-	at := make([]int, 0, len(events))
+// without returns the batch without the events delivered before, and the positions in b of
+// those it kept.
+func (b *batch) without(redelivered []bool) (*batch, []int) {
+	kept := make([]uts.Event, 0, len(b.events))
+	hashes := make([]string, 0, len(b.events))
+	at := make([]int, 0, len(b.events))
 	for i, again := range redelivered {
 		if !again {
-			kept = append(kept, events[i])
+			kept = append(kept, b.events[i])
+			hashes = append(hashes, b.hashes[i])
 			at = append(at, i)
 		}
 	}
-	return kept, at
+	return sortOut(kept, hashes), at
 }
 
 // Pruning: a delivery needs remembering only until the broker has acknowledged its entry,
@@ -163,16 +162,19 @@ func (s *Store) pruneDeliveries(ctx context.Context, cutoff time.Time) (int64, e
 }
 
 func (s *Store) pruneChunk(ctx context.Context, cutoff int64) (int64, error) {
-	if err := s.lock(ctx); err != nil {
-		return 0, err
-	}
-	defer s.unlock()
-	if s.closed.Load() {
-		return 0, uts.Unavailable("sqlite: store is closed", nil)
-	}
-	res, err := s.write.ExecContext(ctx, pruneSQL, cutoff, pruneChunkRows)
-	if err != nil {
-		return 0, classify(ctx, "prune deliveries", err)
-	}
-	return res.RowsAffected()
+	var deleted int64
+	err := s.withWriter(ctx, func() error {
+		bind := binder{stmt: s.writes.prune}
+		bind.int64(cutoff)
+		bind.int64(pruneChunkRows)
+		if bind.err != nil {
+			return classify(ctx, "prune deliveries", bind.err)
+		}
+		if err := s.writes.prune.Exec(); err != nil {
+			return classify(ctx, "prune deliveries", err)
+		}
+		deleted = s.writer.Changes()
+		return nil
+	})
+	return deleted, err
 }

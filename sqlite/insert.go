@@ -1,11 +1,11 @@
 package sqlite
 
 import (
-	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ncruces/go-sqlite3"
 
 	"github.com/uts-events/uts"
 )
@@ -14,23 +14,27 @@ import (
 // SQLite's limit of 32766, and past a few hundred rows a longer statement gains nothing.
 const maxChunk = 256
 
-// writeStatements are the Append path's statements, compiled once at Open (the writer's
-// only connection is busy during an Append, so they cannot be prepared then). The INSERT
-// exists once per power-of-two row count, so any batch is a few precompiled statements
+// writeStatements are the writer's statements, compiled once at Open. The INSERT exists
+// once per power-of-two row count, so any batch is a few precompiled statements
 // (1000 rows: 256×3+128+64+32+8).
 type writeStatements struct {
-	insertBySize map[int]*sql.Stmt
-	recordBySize map[int]*sql.Stmt // deliveries, like insertBySize
-	addCounters  *sql.Stmt
-	addTopic     *sql.Stmt
-	args         []any // reused: only the Append holding the write lock touches it
+	insertBySize map[int]*sqlite3.Stmt
+	recordBySize map[int]*sqlite3.Stmt // deliveries, like insertBySize
+	addCounters  *sqlite3.Stmt
+	addTopic     *sqlite3.Stmt
+	deadLetter   *sqlite3.Stmt
+	prune        *sqlite3.Stmt
+	begin        *sqlite3.Stmt
+	commit       *sqlite3.Stmt
+	rollback     *sqlite3.Stmt
+	ping         *sqlite3.Stmt
 }
 
-func prepareWrites(ctx context.Context, db *sql.DB) (*writeStatements, error) {
-	w := &writeStatements{insertBySize: make(map[int]*sql.Stmt), recordBySize: make(map[int]*sql.Stmt)}
+func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
+	w := &writeStatements{insertBySize: make(map[int]*sqlite3.Stmt), recordBySize: make(map[int]*sqlite3.Stmt)}
 	var err error
-	prepare := func(query string) *sql.Stmt {
-		stmt, prepErr := db.PrepareContext(ctx, query)
+	prepare := func(query string) *sqlite3.Stmt {
+		stmt, _, prepErr := conn.Prepare(query)
 		if prepErr != nil && err == nil {
 			err = fmt.Errorf("prepare %.40q: %w", query, prepErr)
 		}
@@ -52,6 +56,12 @@ func prepareWrites(ctx context.Context, db *sql.DB) (*writeStatements, error) {
 			duplicates = duplicates + excluded.duplicates,
 			conflicts = conflicts + excluded.conflicts,
 			last_event_at = CASE WHEN excluded.unique_processed > 0 THEN excluded.last_event_at ELSE last_event_at END`)
+	w.deadLetter = prepare(`UPDATE counters SET received = received + ?1, dead_lettered = dead_lettered + ?1 WHERE id = 1`)
+	w.prune = prepare(pruneSQL)
+	w.begin = prepare(`BEGIN IMMEDIATE`)
+	w.commit = prepare(`COMMIT`)
+	w.rollback = prepare(`ROLLBACK`)
+	w.ping = prepare(`SELECT 1`)
 	if err != nil {
 		w.close()
 		return nil, err
@@ -78,31 +88,29 @@ func insertSQL(rows int) string {
 	return q.String()
 }
 
-func (w *writeStatements) close() {
-	for _, stmt := range []*sql.Stmt{w.addCounters, w.addTopic} {
-		if stmt != nil {
-			stmt.Close()
-		}
+func (w *writeStatements) close() error {
+	var errs []error
+	for _, stmt := range []*sqlite3.Stmt{w.addCounters, w.addTopic, w.deadLetter, w.prune, w.begin, w.commit, w.rollback, w.ping} {
+		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
-	for _, stmts := range []map[int]*sql.Stmt{w.insertBySize, w.recordBySize} {
+	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.recordBySize} {
 		for _, stmt := range stmts {
-			if stmt != nil {
-				stmt.Close()
-			}
+			errs = append(errs, stmt.Close())
 		}
 	}
+	return errors.Join(errs...)
 }
 
-// run inserts the batch's first occurrences in batch order, which is also the order of
+// insert inserts the batch's first occurrences in batch order, which is also the order of
 // their seq, and marks those the database took.
-func (w *writeStatements) insert(ctx context.Context, tx *sql.Tx, b *batch, processedAt int64) error {
+func (w *writeStatements) insert(b *batch, processedAt int64) error {
 	rows := b.distinct
 	for len(rows) > 0 {
 		n := maxChunk
 		for n > len(rows) {
 			n /= 2
 		}
-		if err := w.insertChunk(ctx, tx, b, rows[:n], processedAt); err != nil {
+		if err := w.insertChunk(b, rows[:n], processedAt); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -110,35 +118,67 @@ func (w *writeStatements) insert(ctx context.Context, tx *sql.Tx, b *batch, proc
 	return nil
 }
 
-func (w *writeStatements) insertChunk(ctx context.Context, tx *sql.Tx, b *batch, rows []int, processedAt int64) error {
-	args := w.args[:0]
+func (w *writeStatements) insertChunk(b *batch, rows []int, processedAt int64) error {
+	stmt := w.insertBySize[len(rows)]
+	defer stmt.Reset()
+	bind := binder{stmt: stmt}
 	for _, i := range rows {
 		e := &b.events[i]
-		args = append(args, e.Topic, e.EventID, e.Timestamp.UnixNano(), e.Source, string(e.Payload), b.hashes[i], processedAt)
+		bind.text(e.Topic)
+		bind.text(e.EventID)
+		bind.int64(e.Timestamp.UnixNano())
+		bind.text(e.Source)
+		bind.bytes(e.Payload)
+		bind.text(b.hashes[i])
+		bind.int64(processedAt)
 	}
-	w.args = args
-	defer clear(args) // drop references to the batch's strings
-
-	returned, err := tx.StmtContext(ctx, w.insertBySize[len(rows)]).QueryContext(ctx, args...)
-	if err != nil {
-		return err
+	if bind.err != nil {
+		return bind.err
 	}
-	defer returned.Close()
-	for returned.Next() {
-		var key uts.Key
-		var hash string
-		if err := returned.Scan(&key.Topic, &key.EventID, &hash); err != nil {
-			return err
-		}
+	for stmt.Step() {
+		key := uts.Key{Topic: stmt.ColumnText(0), EventID: stmt.ColumnText(1)}
 		i, ok := b.first[key]
 		if !ok {
 			return errors.New("insert returned a key that is not in the batch")
 		}
-		if hash == b.hashes[i] {
+		if hash := stmt.ColumnRawText(2); string(hash) == b.hashes[i] {
 			b.inserted[i] = true
 		} else {
-			b.conflicting[key] = hash
+			b.conflicting[key] = string(hash)
 		}
 	}
-	return returned.Err()
+	return stmt.Err()
+}
+
+// binder binds a statement's parameters in order and keeps the first error, so that a row
+// of them reads as a row.
+type binder struct {
+	stmt *sqlite3.Stmt
+	next int
+	err  error
+}
+
+func (b *binder) text(v string) {
+	b.next++
+	if err := b.stmt.BindText(b.next, v); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+// bytes binds text, an empty one for nil: the columns are NOT NULL.
+func (b *binder) bytes(v []byte) {
+	if v == nil {
+		v = []byte{}
+	}
+	b.next++
+	if err := b.stmt.BindRawText(b.next, v); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *binder) int64(v int64) {
+	b.next++
+	if err := b.stmt.BindInt64(b.next, v); err != nil && b.err == nil {
+		b.err = err
+	}
 }

@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
+
+	"github.com/ncruces/go-sqlite3"
 )
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer version of this
@@ -69,30 +71,48 @@ CREATE INDEX deliveries_recorded_at ON deliveries (recorded_at);
 
 // migrate brings the file to schemaVersion in one transaction, so a crash mid-way leaves
 // the file as it was.
-func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
+func migrate(ctx context.Context, conn *sqlite3.Conn) (err error) {
+	conn.SetInterrupt(ctx)
+	defer conn.SetInterrupt(context.Background())
+	if err := conn.Exec(`BEGIN IMMEDIATE`); err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	var version int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+	defer func() {
+		if err != nil {
+			conn.SetInterrupt(context.Background())
+			conn.Exec(`ROLLBACK`)
+		}
+	}()
+	version, err := userVersion(conn)
+	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	switch {
 	case version == schemaVersion:
-		return nil
+		return conn.Exec(`COMMIT`)
 	case version > schemaVersion:
 		return fmt.Errorf("schema version %d is newer than this program's %d", version, schemaVersion)
 	}
 	for v := version; v < schemaVersion; v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		if err := conn.Exec(migrations[v]); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 		}
 	}
 	// PRAGMA takes no parameters; schemaVersion is a constant.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
+	if err := conn.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
 		return fmt.Errorf("set schema version: %w", err)
 	}
-	return tx.Commit()
+	return conn.Exec(`COMMIT`)
+}
+
+func userVersion(conn *sqlite3.Conn) (int, error) {
+	stmt, _, err := conn.Prepare(`PRAGMA user_version`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	if !stmt.Step() {
+		return 0, errors.Join(stmt.Err(), errors.New("no row"))
+	}
+	return stmt.ColumnInt(0), nil
 }
