@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // waitLimit bounds every wait in the suite. A broker's redelivery delays must be well
@@ -20,17 +21,7 @@ const waitLimit = 10 * time.Second
 // waitLimit.
 func waitFor(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s: %v", waitLimit, what, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, what, waitLimit, 5*time.Millisecond, check)
 }
 
 // consumption is one running Consume call.

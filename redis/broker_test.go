@@ -164,17 +164,7 @@ func (s *store) batchCount() int {
 // waitFor polls check until it returns nil, failing the test after waitLimit.
 func waitFor(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s: %v", waitLimit, what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, what, waitLimit, 10*time.Millisecond, check)
 }
 
 // waitIdle waits until the broker has nothing in flight and its stream is empty.

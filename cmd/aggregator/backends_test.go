@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // These helpers drive the aggregators the multi-process tests start on the shared test
@@ -191,15 +193,5 @@ func getStatus(ctx context.Context, base, path string) (int, string, error) {
 // eventually retries check every 100ms until it succeeds or limit passes.
 func eventually(t *testing.T, what string, limit time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, limit, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, what, limit, 100*time.Millisecond, check)
 }

@@ -68,17 +68,7 @@ func (r *RedisServer) Start() {
 	}(r.cmd, r.done)
 	client := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port), MaxRetries: -1})
 	defer client.Close()
-	deadline := time.Now().Add(startLimit)
-	for {
-		err := r.ping(client)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server did not answer within %v: %v", startLimit, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	Eventually(r.t, "redis-server to answer", startLimit, 50*time.Millisecond, func() error { return r.ping(client) })
 }
 
 func (r *RedisServer) ping(client *goredis.Client) error {
