@@ -11,11 +11,11 @@ import (
 
 // Append stores the batch in one transaction; see uts.Store.
 //
-// The batch's distinct keys go in with multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING:
-// the unique index decides what is new, and the returned keys say which rows it took.
-// For a key it refused, the stored content hash tells a retry from a conflict. Deliveries
-// go in first, the same way, and an event whose delivery was recorded before is left out
-// of the rest (see deliveries.go).
+// The batch's distinct keys go in with one multi-row INSERT per chunk: the unique index
+// decides what is new, and RETURNING says what happened to each key — a new row comes back
+// with its own hash, a key stored with other content with the stored hash (a conflict), a
+// retry not at all (see insertSQL). Deliveries go in first, and an event whose delivery was
+// recorded before is left out of the rest (see deliveries.go).
 func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
 	if len(events) == 0 {
 		return []uts.Outcome{}, nil
