@@ -15,7 +15,7 @@ import (
 // FuzzDecodeBatch checks the decoder's contract on any input: it never panics; it either
 // rejects the body with a Malformed or Invalid error that names a field within the batch, or
 // returns events that all satisfy the schema, in canonical form, that decode again to the
-// same events.
+// same events, and that AppendJSON encodes each as json.Marshal does.
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(validEvent))
 	f.Add([]byte(`[` + validEvent + `,` + validEvent + `]`))
@@ -58,6 +58,14 @@ func FuzzDecodeBatch(f *testing.F) {
 			canon, err := uts.Canonical(ev.Payload)
 			if err != nil || !bytes.Equal(canon, ev.Payload) || ev.Payload[0] != '{' {
 				t.Fatalf("event %d: payload %s not a canonical object (%v)", i, ev.Payload, err)
+			}
+			// The Redis broker queues decoded events with AppendJSON: it must be json.Marshal.
+			want, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ev.AppendJSON(nil); !bytes.Equal(got, want) {
+				t.Fatalf("event %d: AppendJSON\n got %s\nwant %s", i, got, want)
 			}
 		}
 		again, err := json.Marshal(events)

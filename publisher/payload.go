@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+
+	"github.com/uts-events/uts"
 )
 
 // knownTopics give small, realistic payloads; topics past these get a generic shape.
@@ -103,13 +105,13 @@ func (o *object) key(k string) {
 	} else {
 		o.b = append(o.b, ',')
 	}
-	o.b = appendJSONString(o.b, k)
+	o.b = uts.AppendJSONString(o.b, k)
 	o.b = append(o.b, ':')
 }
 
 func (o *object) str(k, v string) *object {
 	o.key(k)
-	o.b = appendJSONString(o.b, v)
+	o.b = uts.AppendJSONString(o.b, v)
 	return o
 }
 

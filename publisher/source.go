@@ -34,7 +34,7 @@ func (s generatorSource) next() (item, bool, error) {
 	if !ok {
 		return item{}, false, nil
 	}
-	raw := appendEvent(make([]byte, 0, 256), ge.Event)
+	raw := ge.Event.AppendJSON(make([]byte, 0, 256))
 	return item{raw: raw, key: ge.Event.Key(), ordinal: ge.Ordinal}, true, nil
 }
 

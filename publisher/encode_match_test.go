@@ -30,8 +30,8 @@ func TestAppendEventMatchesJSONMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendEvent(nil, e); !bytes.Equal(got, want) {
-			t.Fatalf("appendEvent\n got %s\nwant %s", got, want)
+		if got := e.AppendJSON(nil); !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON\n got %s\nwant %s", got, want)
 		}
 		if canon, err := uts.Canonical(e.Payload); err != nil || !bytes.Equal(canon, e.Payload) {
 			t.Fatalf("payload %s is not canonical JSON (%v)", e.Payload, err)
