@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"testing"
+
+	"github.com/uts-events/uts"
 )
 
 func TestBacklogTellsPendingFromLag(t *testing.T) {
@@ -23,7 +25,10 @@ func TestBacklogTellsPendingFromLag(t *testing.T) {
 	if pending, lag := backlog(); pending != 0 || lag != 0 {
 		t.Fatalf("empty stream: pending %d, lag %d; want 0, 0", pending, lag)
 	}
-	publish(t, b, newEvents("backlog", 10))
+	// One event per entry, so that Depth, which counts events, is pending + lag in entries.
+	for _, e := range newEvents("backlog", 10) {
+		publish(t, b, []uts.Event{e})
+	}
 	if pending, lag := backlog(); pending != 0 || lag != 10 {
 		t.Fatalf("10 unread entries: pending %d, lag %d; want 0, 10", pending, lag)
 	}

@@ -2,9 +2,9 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,29 +13,42 @@ import (
 	"github.com/uts-events/uts"
 )
 
-// entry is a stream entry decoded into its event.
+// entry is a stream entry decoded into its events.
 type entry struct {
 	id     string
-	event  uts.Event
+	events []uts.Event
 	fields map[string]any // as read, for the dead-letter stream
 }
 
+// decode reads an entry's events. They were validated before they were queued; decoding
+// validates them again, so that an entry someone else wrote to the stream cannot reach the
+// store malformed. Each event's Delivery is the entry ID and its place in the entry: every
+// delivery of the entry carries the same ones, so the store counts each event once however
+// often a lost answer makes us commit it.
 func decode(m goredis.XMessage) (entry, error) {
-	data, ok := m.Values[fieldEvent].(string)
+	data, ok := m.Values[fieldEvents].(string)
+	single := false
 	if !ok {
-		return entry{}, fmt.Errorf("entry has no %q field", fieldEvent)
+		data, single = m.Values[fieldEvent].(string)
 	}
-	var e uts.Event
-	if err := json.Unmarshal([]byte(data), &e); err != nil {
-		return entry{}, fmt.Errorf("decode event: %w", err)
+	if !ok && !single {
+		return entry{}, fmt.Errorf("entry has no %q field", fieldEvents)
 	}
-	if e.Topic == "" || e.EventID == "" {
-		return entry{}, errors.New("decode event: no topic or event_id")
+	events, err := uts.DecodeBatch([]byte(data), uts.Limits{})
+	if err != nil {
+		return entry{}, fmt.Errorf("decode events: %w", err)
 	}
-	// The entry ID: every delivery of the entry carries it, so the store counts the event
-	// once however often a lost answer makes us commit it.
-	e.Delivery = m.ID
-	return entry{id: m.ID, event: e, fields: m.Values}, nil
+	if single {
+		if len(events) != 1 {
+			return entry{}, fmt.Errorf("decode event: %d events in a %q field", len(events), fieldEvent)
+		}
+		events[0].Delivery = m.ID // as the version that wrote it recorded it
+	} else {
+		for i := range events {
+			events[i].Delivery = m.ID + "/" + strconv.Itoa(i)
+		}
+	}
+	return entry{id: m.ID, events: events, fields: m.Values}, nil
 }
 
 func idsOf(entries []entry) []string {
@@ -44,6 +57,14 @@ func idsOf(entries []entry) []string {
 		ids[i] = e.id
 	}
 	return ids
+}
+
+func eventsIn(entries []entry) int {
+	n := 0
+	for _, e := range entries {
+		n += len(e.events)
+	}
+	return n
 }
 
 // errStopped says ctx ended while waiting for the store to come back.
@@ -63,29 +84,33 @@ func (c *consumer) process(ctx context.Context, msgs []goredis.XMessage) {
 		e, err := decode(m)
 		if err != nil {
 			// No retry can make it decodable.
-			c.deadLetter(ctx, m.ID, m.Values, 0, err)
+			c.deadLetter(ctx, entry{id: m.ID, fields: m.Values}, 0, err)
 			continue
 		}
 		entries = append(entries, e)
 	}
 	if len(vanished) > 0 {
-		c.acknowledge(redisCtx, vanished)
+		// Deleted with their acknowledgement by another consumer: their events are counted off.
+		c.acknowledge(redisCtx, vanished, make([]int, len(vanished)))
 	}
 	if len(entries) == 0 {
 		return
 	}
+	n := eventsIn(entries)
+	c.eventsPerEntry = (n + len(entries) - 1) / len(entries)
 	defer c.keepClaimed(redisCtx, idsOf(entries))()
 	c.commitEntries(ctx, entries)
 }
 
 // commitEntries commits entries and acknowledges them. When the store rejects the batch it
-// splits it in halves until the entries it rejects are alone, so one poison event does not
-// hold back the others.
+// splits it in halves until the entries it rejects are alone, so one poison entry does not
+// hold back the others. An entry is the smallest unit: it is acknowledged, retried and
+// dead-lettered whole.
 func (c *consumer) commitEntries(ctx context.Context, entries []entry) {
 	err := c.commitWaiting(ctx, entries)
 	switch {
 	case err == nil:
-		c.acknowledge(context.WithoutCancel(ctx), idsOf(entries))
+		c.acknowledge(context.WithoutCancel(ctx), idsOf(entries), eventCounts(entries))
 	case errors.Is(err, errStopped):
 		// The entries stay pending; this consumer reads them first when it starts again.
 	case len(entries) == 1:
@@ -102,9 +127,9 @@ func (c *consumer) commitEntries(ctx context.Context, entries []entry) {
 // answer the outage lost may have gone through; trying it again is still safe, since each
 // event carries its entry ID as its Delivery and the store counts a delivery once.
 func (c *consumer) commitWaiting(ctx context.Context, entries []entry) error {
-	events := make([]uts.Event, len(entries))
-	for i, e := range entries {
-		events[i] = e.event
+	events := make([]uts.Event, 0, eventsIn(entries))
+	for _, e := range entries {
+		events = append(events, e.events...)
 	}
 	retry := newBackoff()
 	for {
@@ -124,16 +149,49 @@ func (c *consumer) commitWaiting(ctx context.Context, entries []entry) error {
 // them again.
 const ackAttempts = 5
 
-// acknowledge removes committed entries from the group's pending list and from the stream,
-// both at once, so the stream holds only what is still in flight.
-func (c *consumer) acknowledge(ctx context.Context, ids []string) {
+// ackScript acknowledges entries and deletes them from the stream, so the stream holds only
+// what is still in flight, and takes the events of those it acknowledged off the queued
+// counter. It runs as one script so that the count cannot be taken twice: an acknowledgement
+// retried after its answer was lost finds the entries acknowledged already, and takes nothing.
+// KEYS: the stream, the counter. ARGV: the group, then each entry's ID and event count.
+var ackScript = goredis.NewScript(`
+local acked = 0
+for i = 2, #ARGV, 2 do
+    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+        acked = acked + tonumber(ARGV[i + 1])
+    end
+    redis.call('XDEL', KEYS[1], ARGV[i])
+end
+if acked > 0 then
+    redis.call('DECRBY', KEYS[2], acked)
+end
+return acked
+`)
+
+// ackArgs are ackScript's keys and arguments for entries with the given event counts.
+func (c *consumer) ackArgs(ids []string, counts []int) ([]string, []any) {
+	args := make([]any, 0, 1+2*len(ids))
+	args = append(args, c.opts.Group)
+	for i, id := range ids {
+		args = append(args, id, counts[i])
+	}
+	return []string{c.stream, c.queued}, args
+}
+
+func eventCounts(entries []entry) []int {
+	counts := make([]int, len(entries))
+	for i, e := range entries {
+		counts[i] = len(e.events)
+	}
+	return counts
+}
+
+// acknowledge acknowledges committed entries (see ackScript).
+func (c *consumer) acknowledge(ctx context.Context, ids []string, counts []int) {
 	retry := newBackoff()
 	for attempt := 1; ; attempt++ {
-		_, err := c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.XAck(ctx, c.stream, c.opts.Group, ids...)
-			p.XDel(ctx, c.stream, ids...)
-			return nil
-		})
+		keys, args := c.ackArgs(ids, counts)
+		err := ackScript.Run(ctx, c.client, keys, args...).Err()
 		if err == nil {
 			return
 		}

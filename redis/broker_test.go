@@ -199,26 +199,41 @@ func readAsDeadConsumer(t *testing.T, b *Broker, name string, n int) {
 	}
 }
 
+// TestPublishIsAllOrNothingOnOneStream publishes a batch larger than an entry holds: it
+// becomes entries of entryEvents events in batch order, each event delivered as its entry and
+// place, and Depth counts events, not entries.
 func TestPublishIsAllOrNothingOnOneStream(t *testing.T) {
 	t.Parallel()
 	b := openTest(t, Options{})
-	events := newEvents("p", 7)
+	events := newEvents("p", 2*entryEvents+7)
 	publish(t, b, events)
 	ctx := context.Background()
 	entries, err := b.client.XRange(ctx, b.stream, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != len(events) {
-		t.Fatalf("stream has %d entries, want %d", len(entries), len(events))
+	if len(entries) != 3 {
+		t.Fatalf("stream has %d entries, want 3 for %d events", len(entries), len(events))
 	}
+	var got []uts.Event
 	for i, m := range entries {
 		e, err := decode(m)
 		if err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
-		if e.event.ContentHash() != events[i].ContentHash() {
-			t.Errorf("entry %d holds other content than event %d", i, i)
+		for j, ev := range e.events {
+			if want := fmt.Sprintf("%s/%d", m.ID, j); ev.Delivery != want {
+				t.Errorf("entry %d event %d: delivery %q, want %q", i, j, ev.Delivery, want)
+			}
+		}
+		got = append(got, e.events...)
+	}
+	if len(got) != len(events) {
+		t.Fatalf("entries hold %d events, want %d", len(got), len(events))
+	}
+	for i := range events {
+		if got[i].ContentHash() != events[i].ContentHash() {
+			t.Errorf("event %d of the entries holds other content than event %d published", i, i)
 		}
 	}
 	if depth, err := b.Depth(ctx); err != nil || depth != int64(len(events)) {
@@ -251,7 +266,7 @@ func TestOwnPendingEntriesComeFirstAfterRestart(t *testing.T) {
 	before := openTest(t, opts)
 	old := newEvents("old", 3)
 	publish(t, before, old)
-	readAsDeadConsumer(t, before, "replica-1", len(old))
+	readAsDeadConsumer(t, before, "replica-1", 1) // the one entry that holds old
 	fresh := newEvents("fresh", 4)
 	publish(t, before, fresh)
 
@@ -276,7 +291,7 @@ func TestClaimsEntriesOfADeadConsumer(t *testing.T) {
 	b := openTest(t, Options{Consumer: "alive"})
 	events := newEvents("orphan", 5)
 	publish(t, b, events)
-	readAsDeadConsumer(t, b, "dead", len(events))
+	readAsDeadConsumer(t, b, "dead", 1) // the one entry that holds events
 
 	s := newStore()
 	brokertest.Consume(t, b, s.commit)
@@ -290,7 +305,11 @@ func TestClaimsEntriesOfADeadConsumer(t *testing.T) {
 
 var errRejected = errors.New("store rejects this event")
 
-func TestPoisonEventIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
+// TestPoisonEntryIsDeadLetteredAfterMaxDeliveries publishes three batches, the middle one
+// holding an event the store rejects. The entries around it are stored; the poison entry is
+// tried MaxDeliveries times on its own, then moved to the dead-letter stream whole, and all
+// its events are counted dead-lettered: an entry is the unit of retry.
+func TestPoisonEntryIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	t.Parallel()
 	var counted struct {
 		sync.Mutex
@@ -306,13 +325,14 @@ func TestPoisonEventIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 		},
 	})
 	events := newEvents("batch", 6)
+	poisonEntry := events[2:4]
 	poison := events[2]
 	s := newStore()
 	poisonCommits := 0
 	s.setFail(func(batch []uts.Event) error {
 		for _, e := range batch {
 			if e.Key() == poison.Key() {
-				if len(batch) == 1 {
+				if len(batch) == len(poisonEntry) {
 					poisonCommits++
 				}
 				return errRejected
@@ -321,22 +341,26 @@ func TestPoisonEventIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 		return nil
 	})
 	brokertest.Consume(t, b, s.commit)
-	publish(t, b, events)
+	publish(t, b, events[:2])
+	publish(t, b, poisonEntry)
+	publish(t, b, events[4:])
 
-	good := append(append([]uts.Event{}, events[:2]...), events[3:]...)
+	good := append(append([]uts.Event{}, events[:2]...), events[4:]...)
 	waitFor(t, "the good events to be stored", func() error { return s.missing(good) })
 	waitIdle(t, b)
-	if err := s.missing([]uts.Event{poison}); err == nil {
-		t.Errorf("the poison event was stored")
+	for _, e := range poisonEntry {
+		if err := s.missing([]uts.Event{e}); err == nil {
+			t.Errorf("event %s of the poison entry was stored", e.EventID)
+		}
 	}
 	counted.Lock()
-	if counted.n != 1 {
-		t.Errorf("DeadLetter counted %d events, want 1", counted.n)
+	if counted.n != len(poisonEntry) {
+		t.Errorf("DeadLetter counted %d events, want the poison entry's %d", counted.n, len(poisonEntry))
 	}
 	counted.Unlock()
 	s.mu.Lock()
 	if poisonCommits != 3 {
-		t.Errorf("the poison event was committed alone %d times, want MaxDeliveries = 3", poisonCommits)
+		t.Errorf("the poison entry was committed alone %d times, want MaxDeliveries = 3", poisonCommits)
 	}
 	s.mu.Unlock()
 
@@ -348,8 +372,8 @@ func TestPoisonEventIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 		t.Errorf("dead letter error = %q, want %q", got, errRejected)
 	}
 	e, err := decode(dead[0])
-	if err != nil || e.event.ContentHash() != poison.ContentHash() {
-		t.Errorf("dead letter does not hold the original event: %v", err)
+	if err != nil || len(e.events) != len(poisonEntry) || e.events[0].ContentHash() != poison.ContentHash() {
+		t.Errorf("dead letter does not hold the original entry: %v", err)
 	}
 }
 
@@ -364,7 +388,7 @@ func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
 		return nil
 	}})
 	ctx := context.Background()
-	for _, values := range [][]any{{fieldEvent, "{not json"}, {"other", "field"}, {fieldEvent, `{"payload":{}}`}} {
+	for _, values := range [][]any{{fieldEvent, "{not json"}, {"other", "field"}, {fieldEvent, `{"payload":{}}`}, {fieldEvents, "[]"}} {
 		if err := b.client.XAdd(ctx, &goredis.XAddArgs{Stream: b.stream, Values: values}).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -377,11 +401,11 @@ func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
 	waitIdle(t, b)
 	mu.Lock()
 	defer mu.Unlock()
-	if counted != 3 {
-		t.Errorf("DeadLetter counted %d, want 3", counted)
+	if counted != 4 {
+		t.Errorf("DeadLetter counted %d, want 4: one per entry", counted)
 	}
-	if n, err := b.client.XLen(ctx, b.dead).Result(); err != nil || n != 3 {
-		t.Errorf("dead-letter stream length = %d, %v; want 3", n, err)
+	if n, err := b.client.XLen(ctx, b.dead).Result(); err != nil || n != 4 {
+		t.Errorf("dead-letter stream length = %d, %v; want 4", n, err)
 	}
 }
 
@@ -446,4 +470,29 @@ func TestStreamIsTrimmedAfterAcknowledgement(t *testing.T) {
 	}
 	waitFor(t, "every event to be stored", func() error { return s.missing(all) })
 	waitIdle(t, b)
+}
+
+// TestEntriesOfEarlierVersionsAreRead puts an entry in the stream as versions before batched
+// entries wrote it, one event in an "event" field: a replica of this version, rolled out
+// while it is still queued, stores it under the delivery that version recorded, the entry ID.
+func TestEntriesOfEarlierVersionsAreRead(t *testing.T) {
+	t.Parallel()
+	b := openTest(t, Options{})
+	ctx := context.Background()
+	old := newEvents("legacy", 1)[0]
+	data, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := b.client.XAdd(ctx, &goredis.XAddArgs{Stream: b.stream, Values: []any{fieldEvent, string(data)}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore()
+	brokertest.Consume(t, b, s.commit)
+	waitFor(t, "the old entry's event to be stored", func() error { return s.missing([]uts.Event{old}) })
+	waitIdle(t, b) // Depth reads 0 although Publish never counted this entry
+	if got := s.firstBatch()[0].Delivery; got != id {
+		t.Errorf("delivery %q, want the entry ID %q", got, id)
+	}
 }

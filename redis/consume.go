@@ -42,6 +42,15 @@ type consumer struct {
 	ownCursor   string // where reading this consumer's own pending entries resumes; "" once done
 	claimCursor string // where the scan for idle entries resumes; "0-0" for a new scan
 	nextClaim   time.Time
+	// eventsPerEntry is how many events the entries of the last read held on average. It
+	// starts at the most an entry holds, so that a first read cannot take more than
+	// BatchEvents events.
+	eventsPerEntry int
+}
+
+// entriesPerRead is how many entries hold about BatchEvents events, judged by the last read.
+func (c *consumer) entriesPerRead() int64 {
+	return int64(max(1, c.opts.BatchEvents/max(1, c.eventsPerEntry)))
 }
 
 func (c *consumer) run(ctx context.Context) error {
@@ -49,6 +58,7 @@ func (c *consumer) run(ctx context.Context) error {
 	// acknowledged rather than left for a redelivery.
 	redisCtx := context.WithoutCancel(ctx)
 	c.ownCursor, c.claimCursor = "0", "0-0"
+	c.eventsPerEntry = entryEvents
 	c.nextClaim = time.Now().Add(c.claimEvery())
 	retry := newBackoff()
 	for ctx.Err() == nil {
@@ -122,7 +132,7 @@ func (c *consumer) read(ctx context.Context, id string, block time.Duration) ([]
 		Group:    c.opts.Group,
 		Consumer: c.name,
 		Streams:  []string{c.stream, id},
-		Count:    int64(c.opts.BatchEvents),
+		Count:    c.entriesPerRead(),
 		Block:    block,
 	}).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -143,6 +153,6 @@ func (c *consumer) claimIdle(ctx context.Context, cursor string) ([]goredis.XMes
 		Consumer: c.name,
 		MinIdle:  c.opts.ClaimIdle,
 		Start:    cursor,
-		Count:    int64(c.opts.BatchEvents),
+		Count:    c.entriesPerRead(),
 	}).Result()
 }

@@ -20,12 +20,12 @@ func (c *consumer) rejected(ctx context.Context, e entry, reason error) {
 		return
 	}
 	if deliveries < int64(c.opts.MaxDeliveries) {
-		c.log.WarnContext(ctx, "store rejected an event; it will be retried",
-			"id", e.id, "topic", e.event.Topic, "event_id", e.event.EventID,
+		c.log.WarnContext(ctx, "store rejected an entry; it will be retried",
+			"id", e.id, "events", len(e.events), "topic", e.events[0].Topic, "event_id", e.events[0].EventID,
 			"deliveries", deliveries, "err", reason)
 		return
 	}
-	c.deadLetter(ctx, e.id, e.fields, deliveries, reason)
+	c.deadLetter(ctx, e, deliveries, reason)
 }
 
 // deliveries is how often the entry has been delivered, 0 if it is no longer pending.
@@ -43,41 +43,46 @@ func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
 	return pending[0].RetryCount, nil
 }
 
-// deadLetter gives up on an entry: it is counted with the store first, so that the totals
-// still add up, then moved to the dead-letter stream with the reason, acknowledged and
-// deleted, all in one transaction. A failure leaves it pending; it may then be counted
-// twice, but never lost.
-func (c *consumer) deadLetter(ctx context.Context, id string, fields map[string]any, deliveries int64, reason error) {
+// deadLetter gives up on an entry: its events are counted with the store first, so that the
+// totals still add up, then the entry is moved to the dead-letter stream with the reason,
+// acknowledged and deleted, all in one transaction. A failure leaves it pending; it may then
+// be counted twice, but never lost. An entry that does not decode (no events) counts as one
+// event with the store and none off the queued counter: only a writer other than Publish,
+// which counts nothing there, can have put it in the stream.
+func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, reason error) {
 	redisCtx := context.WithoutCancel(ctx)
-	if err := c.countDeadLetter(ctx); err != nil {
+	id := e.id
+	if err := c.countDeadLetter(ctx, max(1, len(e.events))); err != nil {
 		c.log.WarnContext(ctx, "count dead letter failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
 	values := []any{"id", id, "error", reason.Error(), "deliveries", deliveries}
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		values = append(values, name, fields[name])
+	for _, name := range slices.Sorted(maps.Keys(e.fields)) {
+		values = append(values, name, e.fields[name])
 	}
 	_, err := c.client.TxPipelined(redisCtx, func(p goredis.Pipeliner) error {
 		p.XAdd(redisCtx, &goredis.XAddArgs{Stream: c.dead, Values: values})
-		p.XAck(redisCtx, c.stream, c.opts.Group, id)
-		p.XDel(redisCtx, c.stream, id)
+		// Eval, not Run: in a transaction a missing script shows only at EXEC, too late to
+		// send its source instead.
+		keys, args := c.ackArgs([]string{id}, []int{len(e.events)})
+		ackScript.Eval(redisCtx, p, keys, args...)
 		return nil
 	})
 	if err != nil {
 		c.log.WarnContext(ctx, "move to dead-letter stream failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
-	c.log.ErrorContext(ctx, "event dead-lettered", "id", id, "stream", c.dead, "deliveries", deliveries, "err", reason)
+	c.log.ErrorContext(ctx, "entry dead-lettered", "id", id, "events", len(e.events), "stream", c.dead, "deliveries", deliveries, "err", reason)
 }
 
-// countDeadLetter tells DeadLetter, waiting while the store is unavailable.
-func (c *consumer) countDeadLetter(ctx context.Context) error {
+// countDeadLetter tells DeadLetter of n events, waiting while the store is unavailable.
+func (c *consumer) countDeadLetter(ctx context.Context, n int) error {
 	if c.opts.DeadLetter == nil {
 		return nil
 	}
 	retry := newBackoff()
 	for {
-		err := c.opts.DeadLetter(context.WithoutCancel(ctx), 1)
+		err := c.opts.DeadLetter(context.WithoutCancel(ctx), n)
 		if err == nil || uts.KindOf(err) != uts.KindUnavailable {
 			return err
 		}

@@ -64,7 +64,7 @@ func TestCommitWithLostAnswerCountsOnce(t *testing.T) {
 		t.Fatalf("%d answers lost, want 3", lost)
 	}
 	if len(deliveries) != 50 {
-		t.Errorf("%d distinct deliveries, want one per entry: 50", len(deliveries))
+		t.Errorf("%d distinct deliveries, want one per event published: 50", len(deliveries))
 	}
 	if want := (uts.Counters{Received: 50, UniqueProcessed: 40, DuplicateDropped: 10}); st.Counters != want {
 		t.Errorf("counters %+v, want %+v: every entry counted once", st.Counters, want)

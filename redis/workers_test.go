@@ -53,8 +53,10 @@ func TestWorkersCommitInParallel(t *testing.T) {
 	for i := range events {
 		events[i] = uts.Event{Topic: "t", EventID: string(rune('a' + i)), Timestamp: time.Unix(0, 0).UTC(), Source: "s", Payload: []byte("{}")}
 	}
-	if _, err := b.Publish(ctx, events); err != nil {
-		t.Fatal(err)
+	for _, e := range events { // an entry each, so that there is more than one to commit
+		if _, err := b.Publish(ctx, []uts.Event{e}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	select {
 	case <-bothIn:
