@@ -1,126 +1,176 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/uts-events/uts"
 )
 
 // appendSQL stores a batch and counts it in one statement: one round trip, one implicit
-// transaction. The input is the batch in order; "first" is the position (1-based, as
-// ORDINALITY) of the first occurrence of each event's key in the batch: that occurrence is
-// the only one offered for insertion, the others carry no content. Sequence numbers are
-// drawn in batch order, so that processing order is batch order, but rows are inserted
-// sorted by key, so that every batch locks keys in the same order and none waits on another
-// in a cycle. The CTEs join on positions and sequence numbers rather than on keys, which
-// keeps text comparisons to the one sort.
+// transaction. Go does all it can before the statement, so that PostgreSQL only does what
+// needs the table: Go finds the batch's keys, sorts them, counts per topic what the batch
+// would count if every key were new, and after the statement works out each event's
+// outcome from the few keys the statement did not insert.
 //
-// A batch without deliveries (the in-process broker's) starts with appendInputSQL: no event
-// is redelivered, a constant the planner folds away, so it pays nothing for deliveries. A
-// batch with deliveries starts with appendDeliveredInputSQL, which records them first,
-// sorted too: an event whose delivery was recorded before is "redelivered", stored and
-// counted by the transaction that recorded it, so it is neither offered for insertion nor
-// counted, and answers duplicate. Its key is stored (that transaction stored it or found
-// it), so a later occurrence of the key in this batch still finds the stored content.
-// Outcomes: 1 new, 2 duplicate, 3 conflict (see uts.Outcome).
+// The input ($1 to $9) is one row per key of the batch, sorted by key (byte order, as
+// COLLATE "C"), so that every batch locks keys in the same order and none waits on another
+// in a cycle; ORDER BY ord makes that order a promise of the plan, at no cost (the planner
+// knows that WITH ORDINALITY numbers rows in order, and does not sort). Each row
+// is the key's first occurrence, the only one offered for insertion, with its rank among
+// the batch's keys in batch order (sequence numbers are drawn in that order, so that
+// processing order is batch order) and "same", how many of the key's occurrences have the
+// first one's content. The other contents a key has in the batch ($10 to $12, rarely any)
+// are given with their number of occurrences.
+//
+// The counters ($13 to $15, one row per topic, sorted) are given as Go counts them
+// assuming every key new: received, and conflicts (occurrences whose content differs from
+// the first). The statement corrects them by what it finds: a key it did not insert
+// ("skipped": stored before, by this statement's snapshot or, failing that, by a fresh one,
+// see committed_content_hash in the migrations) is compared with the stored content instead.
+// Outcomes: 1 new, 2 duplicate, 3 conflict (see uts.Outcome), from the returned skipped keys.
+//
+// A batch with deliveries (a Redis consumer's) records them first, sorted too ($17 to $22,
+// one row per event with a delivery): an event whose delivery was recorded before is
+// "redelivered", stored and counted by the transaction that recorded it, so it is not
+// counted again, answers duplicate, and its key is offered for insertion only if another
+// occurrence of it comes first. Its key is stored (that transaction stored it or found it),
+// so the other occurrences of the key find the stored content.
+//
+// The joins of the batch's rows match ranks and sequence numbers, not keys, which keeps text
+// comparisons to the index. Each step reads all that the one before returned (through an
+// aggregate, a hash or a one-time filter) before it writes, so the locks are taken in
+// order: deliveries, keys, counters.
 var (
-	appendSQL          = appendInputSQL + appendRestSQL
-	appendDeliveredSQL = appendDeliveredInputSQL + appendRestSQL
+	appendSQL          = assembleAppend(appendKeysSQL, "", "", "", appendResultSQL)
+	appendDeliveredSQL = assembleAppend(appendDeliveredKeysSQL, ", $22::text[]", ", first_delivery",
+		appendRedeliveredSQL, appendDeliveredResultSQL)
 )
 
-const appendInputSQL = `
-WITH input AS (
-    SELECT *
-    FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
-                $7::text[], $8::bytea[]) WITH ORDINALITY
-        AS i(first, topic, event_id, ts, ts_nanos, source, payload, content_hash, ord)
-),
-checked AS (
-    SELECT *, false AS redelivered FROM input
+// assembleAppend puts a statement together from its parts; the input of a batch with
+// deliveries has a column more, and its corrections a part more.
+func assembleAppend(keys, firstDeliveryArg, firstDeliveryColumn, redelivered, result string) string {
+	input := strings.NewReplacer("{{first_delivery}}", firstDeliveryArg,
+		"{{first_delivery_column}}", firstDeliveryColumn).Replace(appendInputSQL)
+	return strings.NewReplacer("{{input}}", input, "{{redelivered}}", redelivered).
+		Replace(appendSeqsSQL + keys + appendCountsSQL + result)
+}
+
+// appendInputSQL is the batch's keys, read where they are needed rather than as a CTE,
+// which would copy every row, payload and all.
+const appendInputSQL = `unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
+                $7::text[], $8::bytea[], $9::int[]{{first_delivery}}) WITH ORDINALITY
+        AS i(rank, topic, event_id, ts, ts_nanos, source, payload, content_hash, same{{first_delivery_column}}, ord)`
+
+const appendSeqsSQL = `
+WITH seqs AS (
+    -- One number per key, handed out by rank: the i-th smallest to rank i.
+    SELECT array_agg(seq ORDER BY seq) AS seq
+    FROM (SELECT nextval('events_seq_seq') AS seq FROM generate_series(1, cardinality($1::int[]))) n
 ),`
 
-// appendDeliveredInputSQL takes the deliveries as $10, NULL for an event without one.
-const appendDeliveredInputSQL = `
-WITH input AS (
-    SELECT *
-    FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
-                $7::text[], $8::bytea[], $10::text[]) WITH ORDINALITY
-        AS i(first, topic, event_id, ts, ts_nanos, source, payload, content_hash, delivery, ord)
-),
+const appendKeysSQL = `
+inserted AS (
+    INSERT INTO events (seq, topic, event_id, ts, ts_nanos, source, payload, content_hash)
+    SELECT (SELECT seq FROM seqs)[rank], topic, event_id, ts, ts_nanos, source, payload, content_hash
+    FROM {{input}}
+    ORDER BY ord
+    ON CONFLICT (topic, event_id) DO NOTHING
+    RETURNING seq, topic
+),`
+
+// appendDeliveredKeysSQL takes the deliveries as $17 to $19 (delivery, topic, event_id),
+// $20 and $21 (the event's key rank and content hash), and $22, the delivery of each key's
+// first occurrence, in the order of $1, NULL for one without.
+const appendDeliveredKeysSQL = `
 recorded AS (
     INSERT INTO deliveries (delivery, topic, event_id)
     SELECT delivery, topic, event_id
-    FROM input
-    WHERE delivery IS NOT NULL
-    ORDER BY delivery COLLATE "C", topic COLLATE "C", event_id COLLATE "C"
+    FROM unnest($17::text[], $18::text[], $19::text[]) WITH ORDINALITY AS d(delivery, topic, event_id, ord)
+    ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING delivery
 ),
-checked AS (
+redelivered AS (
     -- A batch never repeats a delivery, so the delivery alone finds its row.
-    SELECT i.*, i.delivery IS NOT NULL AND r.delivery IS NULL AS redelivered
-    FROM input i
-    LEFT JOIN recorded r ON r.delivery = i.delivery
-),`
-
-// appendRestSQL follows either input: it reads "checked", the batch with its redelivered flags.
-const appendRestSQL = `
-numbered AS (
-    SELECT nextval('events_seq_seq') AS seq, * FROM checked WHERE first = ord
+    SELECT d.ord, d.topic, d.rank, d.content_hash
+    FROM unnest($17::text[], $18::text[], $20::int[], $21::bytea[]) WITH ORDINALITY
+        AS d(delivery, topic, rank, content_hash, ord)
+    WHERE NOT EXISTS (SELECT FROM recorded r WHERE r.delivery = d.delivery)
 ),
 inserted AS (
     INSERT INTO events (seq, topic, event_id, ts, ts_nanos, source, payload, content_hash)
-    SELECT seq, topic, event_id, ts, ts_nanos, source, payload, content_hash
-    FROM numbered
-    WHERE NOT redelivered
-    ORDER BY topic COLLATE "C", event_id COLLATE "C"
+    SELECT (SELECT seq FROM seqs)[i.rank], i.topic, i.event_id, i.ts, i.ts_nanos, i.source, i.payload, i.content_hash
+    FROM {{input}}
+    -- Reading every recorded delivery first keeps deliveries before keys in the lock order.
+    WHERE (SELECT count(*) FROM recorded) >= 0
+      AND (i.first_delivery IS NULL OR i.first_delivery IN (SELECT delivery FROM recorded))
+    ORDER BY i.ord
     ON CONFLICT (topic, event_id) DO NOTHING
-    RETURNING seq
+    RETURNING seq, topic
+),`
+
+// appendCountsSQL follows either keys part: it reads "inserted" and, in a batch with
+// deliveries, "redelivered" through appendRedeliveredSQL.
+const appendCountsSQL = `
+skipped AS (
+    SELECT i.rank, i.topic, i.content_hash, i.same,
+           COALESCE((SELECT e.content_hash FROM events e
+                     WHERE e.topic = i.topic AND e.event_id = i.event_id),
+                    committed_content_hash(i.topic, i.event_id)) AS stored
+    FROM unnest($1::int[], $2::text[], $3::text[], $8::bytea[], $9::int[])
+        AS i(rank, topic, event_id, content_hash, same)
+    WHERE NOT EXISTS (SELECT FROM inserted x WHERE x.seq = (SELECT seq FROM seqs)[i.rank])
 ),
-stored AS (
-    -- The content each key has now: inserted by this statement, or else committed before,
-    -- and seen by this statement's snapshot or, failing that, by a fresh one (see
-    -- committed_content_hash in the migrations).
-    SELECT n.ord, ins.seq IS NOT NULL AS inserted,
-           CASE WHEN ins.seq IS NOT NULL THEN n.content_hash
-                ELSE COALESCE((SELECT e.content_hash FROM events e
-                               WHERE e.topic = n.topic AND e.event_id = n.event_id),
-                              committed_content_hash(n.topic, n.event_id))
-           END AS content_hash
-    FROM numbered n
-    LEFT JOIN inserted ins ON ins.seq = n.seq
-),
-outcomes AS (
-    SELECT i.ord, i.topic, i.redelivered,
-           CASE WHEN i.redelivered THEN 2
-                WHEN i.first = i.ord AND s.inserted THEN 1
-                WHEN i.content_hash = s.content_hash THEN 2
-                ELSE 3 END AS outcome
-    FROM checked i
-    JOIN stored s ON s.ord = i.first
+corrections AS (
+    -- A skipped key's occurrences are compared with the stored content, not the first's.
+    SELECT s.topic, 0::bigint AS received,
+           CASE WHEN s.stored = s.content_hash THEN 0 ELSE s.same - COALESCE(v.count, 0) END AS conflicts
+    FROM skipped s
+    LEFT JOIN unnest($10::int[], $11::bytea[], $12::int[]) AS v(rank, content_hash, count)
+        ON v.rank = s.rank AND v.content_hash = s.stored{{redelivered}}
 ),
 counted AS (
     INSERT INTO topic_counters AS c (topic, shard, unique_count, duplicates, conflicts, last_event_at)
-    SELECT topic, $9,
-           count(*) FILTER (WHERE outcome = 1),
-           count(*) FILTER (WHERE outcome <> 1),
-           count(*) FILTER (WHERE outcome = 3),
-           CASE WHEN bool_or(outcome = 1) THEN now() END
-    FROM outcomes
-    WHERE NOT redelivered
-    GROUP BY topic
-    ORDER BY topic COLLATE "C"
+    SELECT t.topic, $16,
+           COALESCE(n.inserted, 0),
+           t.received + COALESCE(k.received, 0) - COALESCE(n.inserted, 0),
+           t.conflicts + COALESCE(k.conflicts, 0),
+           CASE WHEN n.inserted > 0 THEN now() END
+    FROM unnest($13::text[], $14::bigint[], $15::bigint[]) WITH ORDINALITY AS t(topic, received, conflicts, ord)
+    LEFT JOIN (SELECT topic, count(*) AS inserted FROM inserted GROUP BY topic) n ON n.topic = t.topic
+    LEFT JOIN (SELECT topic, sum(received)::bigint AS received, sum(conflicts)::bigint AS conflicts
+               FROM corrections GROUP BY topic) k ON k.topic = t.topic
+    WHERE t.received + COALESCE(k.received, 0) > 0
+    ORDER BY t.ord
     ON CONFLICT (topic, shard) DO UPDATE SET
         unique_count  = c.unique_count + excluded.unique_count,
         duplicates    = c.duplicates + excluded.duplicates,
         conflicts     = c.conflicts + excluded.conflicts,
         last_event_at = greatest(c.last_event_at, excluded.last_event_at)
+)`
+
+// appendRedeliveredSQL is added to the corrections of a batch with deliveries: a redelivered
+// event is not counted, neither received nor, against the stored content, a conflict.
+const appendRedeliveredSQL = `
+    UNION ALL
+    SELECT rd.topic, -1, CASE WHEN s.stored IS DISTINCT FROM rd.content_hash THEN -1 ELSE 0 END
+    FROM redelivered rd
+    LEFT JOIN skipped s ON s.rank = rd.rank`
+
+const (
+	appendResultSQL = `
+SELECT (SELECT array_agg(rank) FROM skipped), (SELECT array_agg(stored) FROM skipped), NULL::int[]`
+	appendDeliveredResultSQL = `
+SELECT (SELECT array_agg(rank) FROM skipped), (SELECT array_agg(stored) FROM skipped),
+       (SELECT array_agg(ord) FROM redelivered)`
 )
-SELECT array_agg(outcome ORDER BY ord) FROM outcomes`
 
 // Append stores the batch's new events and counts all of them in one statement; see the
 // package documentation for why that is exact under concurrency.
@@ -128,99 +178,254 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	if len(events) == 0 {
 		return []uts.Outcome{}, nil
 	}
-	query, args, err := appendStatement(events)
+	b, err := layOut(events)
 	if err != nil {
 		return nil, err
 	}
-	var codes []int16
-	if err := s.pool.QueryRow(ctx, query, args...).Scan(&codes); err != nil {
+	var (
+		skipped     []int32
+		stored      [][]byte
+		redelivered []int32
+	)
+	if err := s.pool.QueryRow(ctx, b.query, b.args...).Scan(&skipped, &stored, &redelivered); err != nil {
 		return nil, wrap("append", err)
 	}
-	if len(codes) != len(events) {
-		return nil, fmt.Errorf("postgres: append: %d outcomes for %d events", len(codes), len(events))
-	}
-	outcomes := make([]uts.Outcome, len(codes))
-	for i, c := range codes {
-		outcomes[i] = uts.Outcome(c)
-	}
-	return outcomes, nil
+	return b.outcomes(skipped, stored, redelivered)
 }
 
-// appendStatement returns the statement for the batch, and the batch laid out as its column
-// arrays.
+// appendStatement returns the statement for the batch and its arguments.
 func appendStatement(events []uts.Event) (string, []any, error) {
-	deliveries, err := deliveriesOf(events)
+	b, err := layOut(events)
 	if err != nil {
 		return "", nil, err
 	}
-	args, err := appendArgs(events)
-	if err != nil {
-		return "", nil, err
-	}
-	if deliveries == nil {
-		return appendSQL, args, nil
-	}
-	return appendDeliveredSQL, append(args, deliveries), nil
+	return b.query, b.args, nil
 }
 
-// appendArgs lays the batch out as column arrays, all but the deliveries'.
-func appendArgs(events []uts.Event) ([]any, error) {
+// appendBatch is a batch laid out for its statement.
+type appendBatch struct {
+	events []uts.Event
+	hashes [][]byte // each event's content hash
+	rank   []int32  // each event's key, numbered from 1 in order of first occurrence
+	first  []int    // each key's first occurrence, by rank-1
+	// delivered are the events with a delivery, in the statement's order of them.
+	delivered []int
+	query     string
+	args      []any
+}
+
+// layOut finds the batch's keys, sorts them, and counts what it can before the statement.
+func layOut(events []uts.Event) (*appendBatch, error) {
 	n := len(events)
-	var (
-		firstOf  = make(map[uts.Key]int32, n)
-		first    = make([]int32, n)
-		topics   = make([]string, n)
-		ids      = make([]string, n)
-		stamps   = make([]time.Time, n)
-		nanos    = make([]int16, n)
-		sources  = make([]string, n)
-		payloads = make([]string, n)
-		hashes   = make([][]byte, n)
-	)
+	b := &appendBatch{
+		events: events,
+		hashes: make([][]byte, n),
+		rank:   make([]int32, n),
+		first:  make([]int, 0, n),
+	}
+	rankOf := make(map[uts.Key]int32, n)
 	for i := range events {
 		e := &events[i]
 		hash, err := hex.DecodeString(e.ContentHash())
 		if err != nil {
 			return nil, fmt.Errorf("postgres: content hash: %w", err)
 		}
-		topics[i], ids[i], hashes[i] = e.Topic, e.EventID, hash
-		if f, ok := firstOf[e.Key()]; ok {
-			first[i] = f
+		b.hashes[i] = hash
+		r, ok := rankOf[e.Key()]
+		if !ok {
+			b.first = append(b.first, i)
+			r = int32(len(b.first))
+			rankOf[e.Key()] = r
+		}
+		b.rank[i] = r
+	}
+
+	// Per key: how many occurrences have the first one's content, and the other contents.
+	keys := len(b.first)
+	same := make([]int32, keys)
+	type variant struct {
+		rank int32
+		hash string
+	}
+	var (
+		variants     map[variant]int32
+		variantOrder []variant
+	)
+	type topicCount struct{ received, conflicts int64 }
+	topics := make(map[string]*topicCount, 8)
+	for i := range events {
+		r := b.rank[i]
+		t := topics[events[i].Topic]
+		if t == nil {
+			t = &topicCount{}
+			topics[events[i].Topic] = t
+		}
+		t.received++
+		if string(b.hashes[i]) == string(b.hashes[b.first[r-1]]) {
+			same[r-1]++
 			continue
 		}
-		first[i] = int32(i + 1)
-		firstOf[e.Key()] = first[i]
-		ts := e.Timestamp.UTC()
-		stamps[i] = ts.Truncate(time.Microsecond)
-		nanos[i] = int16(ts.Nanosecond() % 1000)
-		sources[i] = e.Source
-		payloads[i] = string(e.Payload)
+		t.conflicts++
+		if variants == nil {
+			variants = make(map[variant]int32)
+		}
+		v := variant{r, string(b.hashes[i])}
+		if variants[v] == 0 {
+			variantOrder = append(variantOrder, v)
+		}
+		variants[v]++
 	}
-	return []any{first, topics, ids, stamps, nanos, sources, payloads, hashes, rand.IntN(counterShards)}, nil
+
+	byKey := make([]int32, keys) // ranks sorted by key
+	for r := range byKey {
+		byKey[r] = int32(r + 1)
+	}
+	slices.SortFunc(byKey, func(x, y int32) int {
+		a, c := &events[b.first[x-1]], &events[b.first[y-1]]
+		return cmp.Or(cmp.Compare(a.Topic, c.Topic), cmp.Compare(a.EventID, c.EventID))
+	})
+	var (
+		ranks    = make([]int32, keys)
+		ktopics  = make([]string, keys)
+		ids      = make([]string, keys)
+		stamps   = make([]time.Time, keys)
+		nanos    = make([]int16, keys)
+		sources  = make([]string, keys)
+		payloads = make([]string, keys)
+		hashes   = make([][]byte, keys)
+		sames    = make([]int32, keys)
+	)
+	for k, r := range byKey {
+		i := b.first[r-1]
+		e := &events[i]
+		ts := e.Timestamp.UTC()
+		ranks[k], ktopics[k], ids[k] = r, e.Topic, e.EventID
+		stamps[k], nanos[k] = ts.Truncate(time.Microsecond), int16(ts.Nanosecond()%1000)
+		sources[k], payloads[k], hashes[k], sames[k] = e.Source, string(e.Payload), b.hashes[i], same[r-1]
+	}
+
+	vRanks := make([]int32, len(variantOrder))
+	vHashes := make([][]byte, len(variantOrder))
+	vCounts := make([]int32, len(variantOrder))
+	for j, v := range variantOrder {
+		vRanks[j], vHashes[j], vCounts[j] = v.rank, []byte(v.hash), variants[v]
+	}
+
+	topicNames := make([]string, 0, len(topics))
+	for t := range topics {
+		topicNames = append(topicNames, t)
+	}
+	slices.Sort(topicNames)
+	received := make([]int64, len(topicNames))
+	conflicts := make([]int64, len(topicNames))
+	for j, t := range topicNames {
+		received[j], conflicts[j] = topics[t].received, topics[t].conflicts
+	}
+
+	b.args = []any{ranks, ktopics, ids, stamps, nanos, sources, payloads, hashes, sames,
+		vRanks, vHashes, vCounts, topicNames, received, conflicts, rand.IntN(counterShards)}
+	b.query = appendSQL
+	if err := b.layOutDeliveries(byKey); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
-// deliveriesOf lays out the events' deliveries, NULL for an event without one, or returns
-// nil (all NULL) when none has one, as with the in-process broker. A delivery that repeats
-// in one batch could not be told from its own redelivery, so it is refused.
-func deliveriesOf(events []uts.Event) ([]*string, error) {
-	var deliveries []*string
+// layOutDeliveries adds the deliveries' arguments, if any event has a delivery (as with the
+// Redis broker; the in-process broker's have none). A delivery that repeats in one batch
+// could not be told from its own redelivery, so it is refused.
+func (b *appendBatch) layOutDeliveries(byKey []int32) error {
+	events := b.events
 	var seen map[string]struct{}
 	for i := range events {
-		d := &events[i].Delivery
-		if *d == "" {
+		d := events[i].Delivery
+		if d == "" {
 			continue
 		}
-		if deliveries == nil {
-			deliveries = make([]*string, len(events))
+		if seen == nil {
 			seen = make(map[string]struct{}, len(events)-i)
 		}
-		if _, dup := seen[*d]; dup {
-			return nil, uts.Errorf(uts.KindInternal, "postgres: event %d: delivery %q repeats in the batch", i, *d)
+		if _, dup := seen[d]; dup {
+			return uts.Errorf(uts.KindInternal, "postgres: event %d: delivery %q repeats in the batch", i, d)
 		}
-		seen[*d] = struct{}{}
-		deliveries[i] = d
+		seen[d] = struct{}{}
+		b.delivered = append(b.delivered, i)
 	}
-	return deliveries, nil
+	if b.delivered == nil {
+		return nil
+	}
+	// Sorted so that every batch locks deliveries in the same order; deliveries do not
+	// repeat, so the delivery alone orders them.
+	slices.SortFunc(b.delivered, func(x, y int) int { return cmp.Compare(events[x].Delivery, events[y].Delivery) })
+	n := len(b.delivered)
+	var (
+		deliveries = make([]string, n)
+		topics     = make([]string, n)
+		ids        = make([]string, n)
+		ranks      = make([]int32, n)
+		hashes     = make([][]byte, n)
+	)
+	for j, i := range b.delivered {
+		e := &events[i]
+		deliveries[j], topics[j], ids[j], ranks[j], hashes[j] = e.Delivery, e.Topic, e.EventID, b.rank[i], b.hashes[i]
+	}
+	firstDeliveries := make([]*string, len(byKey))
+	for k, r := range byKey {
+		if d := &events[b.first[r-1]].Delivery; *d != "" {
+			firstDeliveries[k] = d
+		}
+	}
+	b.args = append(b.args, deliveries, topics, ids, ranks, hashes, firstDeliveries)
+	b.query = appendDeliveredSQL
+	return nil
+}
+
+// outcomes works out each event's outcome from what the statement returned: the keys it did
+// not insert with the content stored for them, and the positions (1-based, in the
+// statement's order of deliveries) of the redelivered events.
+func (b *appendBatch) outcomes(skipped []int32, stored [][]byte, redelivered []int32) ([]uts.Outcome, error) {
+	if len(skipped) != len(stored) {
+		return nil, fmt.Errorf("postgres: append: %d skipped keys and %d stored contents", len(skipped), len(stored))
+	}
+	// storedOf[rank-1] is the content stored for a skipped key; found says which were.
+	storedOf := make([][]byte, len(b.first))
+	found := make([]bool, len(b.first))
+	for j, r := range skipped {
+		if r < 1 || int(r) > len(b.first) {
+			return nil, fmt.Errorf("postgres: append: skipped key %d of %d", r, len(b.first))
+		}
+		storedOf[r-1], found[r-1] = stored[j], true
+	}
+	outcomes := make([]uts.Outcome, len(b.events))
+	for _, d := range redelivered {
+		if d < 1 || int(d) > len(b.delivered) {
+			return nil, fmt.Errorf("postgres: append: redelivered delivery %d of %d", d, len(b.delivered))
+		}
+		outcomes[b.delivered[d-1]] = uts.OutcomeDuplicate
+	}
+	for i := range b.events {
+		if outcomes[i] != 0 {
+			continue
+		}
+		r := b.rank[i]
+		var against []byte
+		switch {
+		case found[r-1]:
+			against = storedOf[r-1]
+		case b.first[r-1] == i:
+			outcomes[i] = uts.OutcomeNew
+			continue
+		default:
+			against = b.hashes[b.first[r-1]]
+		}
+		// A nil stored content (none found) is a conflict, as the counters take it.
+		if against != nil && string(against) == string(b.hashes[i]) {
+			outcomes[i] = uts.OutcomeDuplicate
+		} else {
+			outcomes[i] = uts.OutcomeConflict
+		}
+	}
+	return outcomes, nil
 }
 
 // DeadLetter counts n events a broker gave up on, in a random shard like Append's counters.

@@ -447,3 +447,72 @@ func holdEvent(t *testing.T, ctx context.Context, u string, e uts.Event) (*pgx.C
 	}
 	return conn, tx, xid
 }
+
+// TestContentsOfOneKey has one key appear with several contents in a batch, stored before
+// or not, its occurrences redelivered or not: each event is compared with the content that
+// won (the stored one, or else the batch's first), and the counters agree with the outcomes.
+func TestContentsOfOneKey(t *testing.T) {
+	t.Parallel()
+	withDelivery := func(e uts.Event, d string) uts.Event { e.Delivery = d; return e }
+	for _, tc := range []struct {
+		name    string
+		before  []uts.Event
+		batch   []uts.Event
+		want    string
+		counted uts.Counters // the batch's alone
+	}{
+		{"new key", nil,
+			[]uts.Event{event("t", "k", "b"), event("t", "k", "a"), event("t", "k", "b"), event("u", "k", "c")},
+			"[new conflict duplicate new]",
+			uts.Counters{Received: 4, UniqueProcessed: 2, DuplicateDropped: 2, DuplicateConflicts: 1}},
+		{"stored key", []uts.Event{event("t", "k", "a")},
+			[]uts.Event{event("t", "k", "b"), event("t", "k", "a"), event("t", "k", "b"), event("t", "k", "c"), event("t", "x", "a")},
+			"[conflict duplicate conflict conflict new]",
+			uts.Counters{Received: 5, UniqueProcessed: 1, DuplicateDropped: 4, DuplicateConflicts: 3}},
+		{"redelivered later", []uts.Event{withDelivery(event("t", "k", "a"), "1-0")},
+			[]uts.Event{withDelivery(event("t", "k", "b"), "1-1"), withDelivery(event("t", "k", "a"), "1-0"),
+				withDelivery(event("t", "k", "a"), "1-2"), withDelivery(event("t", "k", "c"), "1-3")},
+			"[conflict duplicate duplicate conflict]",
+			uts.Counters{Received: 3, DuplicateDropped: 3, DuplicateConflicts: 2}},
+		{"redelivered first", []uts.Event{withDelivery(event("t", "k", "a"), "1-0")},
+			[]uts.Event{withDelivery(event("t", "k", "b"), "1-0"), withDelivery(event("t", "k", "b"), "1-1"),
+				withDelivery(event("t", "k", "a"), "1-2"), event("t", "k", "a")},
+			"[duplicate conflict duplicate duplicate]",
+			uts.Counters{Received: 3, DuplicateDropped: 3, DuplicateConflicts: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, _ := openStore(t)
+			ctx := t.Context()
+			if len(tc.before) > 0 {
+				if _, err := s.Append(ctx, tc.before); err != nil {
+					t.Fatalf("Append before: %v", err)
+				}
+			}
+			st, err := s.Stats(ctx)
+			if err != nil {
+				t.Fatalf("Stats: %v", err)
+			}
+			before := st.Counters
+			outcomes, err := s.Append(ctx, tc.batch)
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			if fmt.Sprint(outcomes) != tc.want {
+				t.Errorf("outcomes = %v, want %s", outcomes, tc.want)
+			}
+			if st, err = s.Stats(ctx); err != nil {
+				t.Fatalf("Stats: %v", err)
+			}
+			got := uts.Counters{
+				Received:           st.Counters.Received - before.Received,
+				UniqueProcessed:    st.Counters.UniqueProcessed - before.UniqueProcessed,
+				DuplicateDropped:   st.Counters.DuplicateDropped - before.DuplicateDropped,
+				DuplicateConflicts: st.Counters.DuplicateConflicts - before.DuplicateConflicts,
+			}
+			if got != tc.counted {
+				t.Errorf("the batch counted %+v, want %+v", got, tc.counted)
+			}
+		})
+	}
+}

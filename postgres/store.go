@@ -34,7 +34,8 @@
 // chosen shard, and Stats sums them, so concurrent batches rarely queue on the same row.
 // Locks are taken in one global order: the batch's deliveries sorted in byte order first,
 // then its keys sorted by (topic, event_id) in byte order, then the counter rows sorted by
-// topic. Each step reads what the one before returned through a sort or an aggregate, so it
+// topic (Go sorts them; the statement inserts them in the order given). Each step reads all
+// that the one before returned, through an aggregate, a hash or a one-time filter, so it
 // cannot start before that one has finished. Two batches therefore never wait on each other
 // in a cycle.
 //
