@@ -29,14 +29,16 @@ import (
 // first one's content. The other contents a key has in the batch ($10 to $12, rarely any)
 // are given with their number of occurrences.
 //
-// The counters ($13 to $15, one row per topic, sorted) are given as Go counts them
-// assuming every key new: received, and conflicts (occurrences whose content differs from
-// the first). The statement corrects them by what it finds: a key it did not insert
-// ("skipped": stored before, by this statement's snapshot or, failing that, by a fresh one,
-// see committed_content_hash in the migrations) is compared with the stored content instead.
+// The counters ($13 to $15 and $17, one row per topic, sorted) are given as Go counts them
+// assuming every key new: received, conflicts (occurrences whose content differs from the
+// first) and keys, each new. The statement corrects them by what it finds: a key it did not
+// insert ("skipped": stored before, by this statement's snapshot or, failing that, by a
+// fresh one, see committed_content_hash in the migrations) is not new, and its occurrences
+// are compared with the stored content instead. Most batches skip none, and then the
+// statement reads nothing back.
 // Outcomes: 1 new, 2 duplicate, 3 conflict (see uts.Outcome), from the returned skipped keys.
 //
-// A batch with deliveries (a Redis consumer's) records them first, sorted too ($17 to $22,
+// A batch with deliveries (a Redis consumer's) records them first, sorted too ($18 to $23,
 // one row per event with a delivery): an event whose delivery was recorded before is
 // "redelivered", stored and counted by the transaction that recorded it, so it is not
 // counted again, answers duplicate, and its key is offered for insertion only if another
@@ -49,7 +51,7 @@ import (
 // order: deliveries, keys, counters.
 var (
 	appendSQL          = assembleAppend(appendKeysSQL, "", "", "", appendResultSQL)
-	appendDeliveredSQL = assembleAppend(appendDeliveredKeysSQL, ", $22::text[]", ", first_delivery",
+	appendDeliveredSQL = assembleAppend(appendDeliveredKeysSQL, ", $23::text[]", ", first_delivery",
 		appendRedeliveredSQL, appendDeliveredResultSQL)
 )
 
@@ -82,17 +84,17 @@ inserted AS (
     FROM {{input}}
     ORDER BY ord
     ON CONFLICT (topic, event_id) DO NOTHING
-    RETURNING seq, topic
+    RETURNING seq
 ),`
 
-// appendDeliveredKeysSQL takes the deliveries as $17 to $19 (delivery, topic, event_id),
-// $20 and $21 (the event's key rank and content hash), and $22, the delivery of each key's
+// appendDeliveredKeysSQL takes the deliveries as $18 to $20 (delivery, topic, event_id),
+// $21 and $22 (the event's key rank and content hash), and $23, the delivery of each key's
 // first occurrence, in the order of $1, NULL for one without.
 const appendDeliveredKeysSQL = `
 recorded AS (
     INSERT INTO deliveries (delivery, topic, event_id)
     SELECT delivery, topic, event_id
-    FROM unnest($17::text[], $18::text[], $19::text[]) WITH ORDINALITY AS d(delivery, topic, event_id, ord)
+    FROM unnest($18::text[], $19::text[], $20::text[]) WITH ORDINALITY AS d(delivery, topic, event_id, ord)
     ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING delivery
@@ -100,7 +102,7 @@ recorded AS (
 redelivered AS (
     -- A batch never repeats a delivery, so the delivery alone finds its row.
     SELECT d.ord, d.topic, d.rank, d.content_hash
-    FROM unnest($17::text[], $18::text[], $20::int[], $21::bytea[]) WITH ORDINALITY
+    FROM unnest($18::text[], $19::text[], $21::int[], $22::bytea[]) WITH ORDINALITY
         AS d(delivery, topic, rank, content_hash, ord)
     WHERE NOT EXISTS (SELECT FROM recorded r WHERE r.delivery = d.delivery)
 ),
@@ -113,7 +115,7 @@ inserted AS (
       AND (i.first_delivery IS NULL OR i.first_delivery IN (SELECT delivery FROM recorded))
     ORDER BY i.ord
     ON CONFLICT (topic, event_id) DO NOTHING
-    RETURNING seq, topic
+    RETURNING seq
 ),`
 
 // appendCountsSQL follows either keys part: it reads "inserted" and, in a batch with
@@ -126,11 +128,13 @@ skipped AS (
                     committed_content_hash(i.topic, i.event_id)) AS stored
     FROM unnest($1::int[], $2::text[], $3::text[], $8::bytea[], $9::int[])
         AS i(rank, topic, event_id, content_hash, same)
-    WHERE NOT EXISTS (SELECT FROM inserted x WHERE x.seq = (SELECT seq FROM seqs)[i.rank])
+    -- Most often every key is inserted, and then nothing needs comparing.
+    WHERE (SELECT count(*) FROM inserted) < cardinality($1::int[])
+      AND NOT EXISTS (SELECT FROM inserted x WHERE x.seq = (SELECT seq FROM seqs)[i.rank])
 ),
 corrections AS (
     -- A skipped key's occurrences are compared with the stored content, not the first's.
-    SELECT s.topic, 0::bigint AS received,
+    SELECT s.topic, 1 AS skipped, 0 AS received,
            CASE WHEN s.stored = s.content_hash THEN 0 ELSE s.same - COALESCE(v.count, 0) END AS conflicts
     FROM skipped s
     LEFT JOIN unnest($10::int[], $11::bytea[], $12::int[]) AS v(rank, content_hash, count)
@@ -138,17 +142,18 @@ corrections AS (
 ),
 counted AS (
     INSERT INTO topic_counters AS c (topic, shard, unique_count, duplicates, conflicts, last_event_at)
-    SELECT t.topic, $16,
-           COALESCE(n.inserted, 0),
-           t.received + COALESCE(k.received, 0) - COALESCE(n.inserted, 0),
-           t.conflicts + COALESCE(k.conflicts, 0),
-           CASE WHEN n.inserted > 0 THEN now() END
-    FROM unnest($13::text[], $14::bigint[], $15::bigint[]) WITH ORDINALITY AS t(topic, received, conflicts, ord)
-    LEFT JOIN (SELECT topic, count(*) AS inserted FROM inserted GROUP BY topic) n ON n.topic = t.topic
-    LEFT JOIN (SELECT topic, sum(received)::bigint AS received, sum(conflicts)::bigint AS conflicts
-               FROM corrections GROUP BY topic) k ON k.topic = t.topic
-    WHERE t.received + COALESCE(k.received, 0) > 0
-    ORDER BY t.ord
+    SELECT topic, $16, keys - skipped, received - (keys - skipped), conflicts,
+           CASE WHEN keys > skipped THEN now() END
+    FROM (SELECT t.ord, t.topic, t.keys, COALESCE(k.skipped, 0) AS skipped,
+                 t.received + COALESCE(k.received, 0) AS received,
+                 t.conflicts + COALESCE(k.conflicts, 0) AS conflicts
+          FROM unnest($13::text[], $14::bigint[], $15::bigint[], $17::bigint[]) WITH ORDINALITY
+              AS t(topic, received, conflicts, keys, ord)
+          LEFT JOIN (SELECT topic, sum(skipped)::bigint AS skipped, sum(received)::bigint AS received,
+                            sum(conflicts)::bigint AS conflicts
+                     FROM corrections GROUP BY topic) k ON k.topic = t.topic) t
+    WHERE received > 0
+    ORDER BY ord
     ON CONFLICT (topic, shard) DO UPDATE SET
         unique_count  = c.unique_count + excluded.unique_count,
         duplicates    = c.duplicates + excluded.duplicates,
@@ -160,7 +165,7 @@ counted AS (
 // event is not counted, neither received nor, against the stored content, a conflict.
 const appendRedeliveredSQL = `
     UNION ALL
-    SELECT rd.topic, -1, CASE WHEN s.stored IS DISTINCT FROM rd.content_hash THEN -1 ELSE 0 END
+    SELECT rd.topic, 0, -1, CASE WHEN s.stored IS DISTINCT FROM rd.content_hash THEN -1 ELSE 0 END
     FROM redelivered rd
     LEFT JOIN skipped s ON s.rank = rd.rank`
 
@@ -251,7 +256,7 @@ func layOut(events []uts.Event) (*appendBatch, error) {
 		variants     map[variant]int32
 		variantOrder []variant
 	)
-	type topicCount struct{ received, conflicts int64 }
+	type topicCount struct{ received, conflicts, keys int64 }
 	topics := make(map[string]*topicCount, 8)
 	for i := range events {
 		r := b.rank[i]
@@ -261,6 +266,9 @@ func layOut(events []uts.Event) (*appendBatch, error) {
 			topics[events[i].Topic] = t
 		}
 		t.received++
+		if b.first[r-1] == i {
+			t.keys++
+		}
 		if string(b.hashes[i]) == string(b.hashes[b.first[r-1]]) {
 			same[r-1]++
 			continue
@@ -318,12 +326,13 @@ func layOut(events []uts.Event) (*appendBatch, error) {
 	slices.Sort(topicNames)
 	received := make([]int64, len(topicNames))
 	conflicts := make([]int64, len(topicNames))
+	topicKeys := make([]int64, len(topicNames))
 	for j, t := range topicNames {
-		received[j], conflicts[j] = topics[t].received, topics[t].conflicts
+		received[j], conflicts[j], topicKeys[j] = topics[t].received, topics[t].conflicts, topics[t].keys
 	}
 
 	b.args = []any{ranks, ktopics, ids, stamps, nanos, sources, payloads, hashes, sames,
-		vRanks, vHashes, vCounts, topicNames, received, conflicts, rand.IntN(counterShards)}
+		vRanks, vHashes, vCounts, topicNames, received, conflicts, rand.IntN(counterShards), topicKeys}
 	b.query = appendSQL
 	if err := b.layOutDeliveries(byKey); err != nil {
 		return nil, err
