@@ -50,25 +50,22 @@ import (
 // aggregate, a hash or a one-time filter) before it writes, so the locks are taken in
 // order: deliveries, keys, counters.
 var (
-	appendSQL          = assembleAppend(appendKeysSQL, "", "", "", appendResultSQL)
-	appendDeliveredSQL = assembleAppend(appendDeliveredKeysSQL, ", $23::text[]", ", first_delivery",
-		appendRedeliveredSQL, appendDeliveredResultSQL)
+	appendSQL          = assembleAppend(appendKeysSQL, "", appendResultSQL)
+	appendDeliveredSQL = assembleAppend(appendDeliveredKeysSQL, appendRedeliveredSQL, appendDeliveredResultSQL)
 )
 
-// assembleAppend puts a statement together from its parts; the input of a batch with
-// deliveries has a column more, and its corrections a part more.
-func assembleAppend(keys, firstDeliveryArg, firstDeliveryColumn, redelivered, result string) string {
-	input := strings.NewReplacer("{{first_delivery}}", firstDeliveryArg,
-		"{{first_delivery_column}}", firstDeliveryColumn).Replace(appendInputSQL)
-	return strings.NewReplacer("{{input}}", input, "{{redelivered}}", redelivered).
+// assembleAppend puts a statement together from its parts; a batch with deliveries has a
+// part more in its corrections.
+func assembleAppend(keys, redelivered, result string) string {
+	return strings.NewReplacer("{{input}}", appendInputSQL, "{{redelivered}}", redelivered).
 		Replace(appendSeqsSQL + keys + appendCountsSQL + result)
 }
 
 // appendInputSQL is the batch's keys, read where they are needed rather than as a CTE,
 // which would copy every row, payload and all.
 const appendInputSQL = `unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[], $5::int2[], $6::text[],
-                $7::text[], $8::bytea[], $9::int[]{{first_delivery}}) WITH ORDINALITY
-        AS i(rank, topic, event_id, ts, ts_nanos, source, payload, content_hash, same{{first_delivery_column}}, ord)`
+                $7::text[], $8::bytea[], $9::int[]) WITH ORDINALITY
+        AS i(rank, topic, event_id, ts, ts_nanos, source, payload, content_hash, same, ord)`
 
 const appendSeqsSQL = `
 WITH seqs AS (
@@ -88,8 +85,8 @@ inserted AS (
 ),`
 
 // appendDeliveredKeysSQL takes the deliveries as $18 to $20 (delivery, topic, event_id),
-// $21 and $22 (the event's key rank and content hash), and $23, the delivery of each key's
-// first occurrence, in the order of $1, NULL for one without.
+// and $21 to $23: the event's key rank and content hash, and whether it is the key's first
+// occurrence.
 const appendDeliveredKeysSQL = `
 recorded AS (
     INSERT INTO deliveries (delivery, topic, event_id)
@@ -100,19 +97,21 @@ recorded AS (
     RETURNING delivery
 ),
 redelivered AS (
-    -- A batch never repeats a delivery, so the delivery alone finds its row.
-    SELECT d.ord, d.topic, d.rank, d.content_hash
-    FROM unnest($18::text[], $19::text[], $21::int[], $22::bytea[]) WITH ORDINALITY
-        AS d(delivery, topic, rank, content_hash, ord)
-    WHERE NOT EXISTS (SELECT FROM recorded r WHERE r.delivery = d.delivery)
+    -- A batch never repeats a delivery, so the delivery alone finds its row. Most often
+    -- every delivery is recorded, and then none needs looking for.
+    SELECT d.ord, d.topic, d.rank, d.content_hash, d.first
+    FROM unnest($18::text[], $19::text[], $21::int[], $22::bytea[], $23::bool[]) WITH ORDINALITY
+        AS d(delivery, topic, rank, content_hash, first, ord)
+    WHERE (SELECT count(*) FROM recorded) < cardinality($18::text[])
+      AND NOT EXISTS (SELECT FROM recorded r WHERE r.delivery = d.delivery)
 ),
 inserted AS (
     INSERT INTO events (seq, topic, event_id, ts, ts_nanos, source, payload, content_hash)
     SELECT (SELECT seq FROM seqs)[i.rank], i.topic, i.event_id, i.ts, i.ts_nanos, i.source, i.payload, i.content_hash
     FROM {{input}}
-    -- Reading every recorded delivery first keeps deliveries before keys in the lock order.
-    WHERE (SELECT count(*) FROM recorded) >= 0
-      AND (i.first_delivery IS NULL OR i.first_delivery IN (SELECT delivery FROM recorded))
+    -- Reading every redelivered event first (and so every recorded delivery) keeps
+    -- deliveries before keys in the lock order.
+    WHERE i.rank NOT IN (SELECT rank FROM redelivered WHERE first)
     ORDER BY i.ord
     ON CONFLICT (topic, event_id) DO NOTHING
     RETURNING seq
@@ -334,7 +333,7 @@ func layOut(events []uts.Event) (*appendBatch, error) {
 	b.args = []any{ranks, ktopics, ids, stamps, nanos, sources, payloads, hashes, sames,
 		vRanks, vHashes, vCounts, topicNames, received, conflicts, rand.IntN(counterShards), topicKeys}
 	b.query = appendSQL
-	if err := b.layOutDeliveries(byKey); err != nil {
+	if err := b.layOutDeliveries(); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -343,7 +342,7 @@ func layOut(events []uts.Event) (*appendBatch, error) {
 // layOutDeliveries adds the deliveries' arguments, if any event has a delivery (as with the
 // Redis broker; the in-process broker's have none). A delivery that repeats in one batch
 // could not be told from its own redelivery, so it is refused.
-func (b *appendBatch) layOutDeliveries(byKey []int32) error {
+func (b *appendBatch) layOutDeliveries() error {
 	events := b.events
 	var seen map[string]struct{}
 	for i := range events {
@@ -373,18 +372,14 @@ func (b *appendBatch) layOutDeliveries(byKey []int32) error {
 		ids        = make([]string, n)
 		ranks      = make([]int32, n)
 		hashes     = make([][]byte, n)
+		firsts     = make([]bool, n)
 	)
 	for j, i := range b.delivered {
 		e := &events[i]
 		deliveries[j], topics[j], ids[j], ranks[j], hashes[j] = e.Delivery, e.Topic, e.EventID, b.rank[i], b.hashes[i]
+		firsts[j] = b.first[b.rank[i]-1] == i
 	}
-	firstDeliveries := make([]*string, len(byKey))
-	for k, r := range byKey {
-		if d := &events[b.first[r-1]].Delivery; *d != "" {
-			firstDeliveries[k] = d
-		}
-	}
-	b.args = append(b.args, deliveries, topics, ids, ranks, hashes, firstDeliveries)
+	b.args = append(b.args, deliveries, topics, ids, ranks, hashes, firsts)
 	b.query = appendDeliveredSQL
 	return nil
 }
