@@ -19,13 +19,14 @@ type Event struct {
 	Source    string          `json:"source"`
 	Payload   json.RawMessage `json:"payload"`
 	// Delivery names the broker delivery that carried the event (the Redis broker's stream
-	// entry ID), so that a store can tell a redelivery of a batch it committed from a new
+	// entry), so that a store can tell a redelivery of a batch it committed from a new
 	// publish: a consumer that lost its connection while the commit went through cannot tell
-	// and delivers the batch again. The store records (Delivery, Topic, EventID) in the
-	// batch's transaction for DeliveryRetention; an event whose delivery is recorded already
-	// is answered OutcomeDuplicate and neither stored nor counted again. Empty for the
-	// in-process broker, whose publisher sees the commit's outcome itself; never on the
-	// wire. One batch must not repeat a Delivery.
+	// and delivers the batch again. Events that share a Delivery were delivered as one unit,
+	// in the same order every time, and a batch holds all of them or none. The store records
+	// each Delivery once, with the key of its first event, in the batch's transaction, and
+	// keeps it for DeliveryRetention; the events of a Delivery recorded already are answered
+	// OutcomeDuplicate and neither stored nor counted again. Empty for the in-process broker,
+	// whose publisher sees the commit's outcome itself; never on the wire.
 	Delivery string `json:"-"`
 }
 

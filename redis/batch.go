@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -22,31 +21,24 @@ type entry struct {
 
 // decode reads an entry's events. They were validated before they were queued; decoding
 // validates them again, so that an entry someone else wrote to the stream cannot reach the
-// store malformed. Each event's Delivery is the entry ID and its place in the entry: every
-// delivery of the entry carries the same ones, so the store counts each event once however
-// often a lost answer makes us commit it.
+// store malformed. Every event's Delivery is the entry ID: the entry is one delivery, which
+// every redelivery repeats whole and in order, so the store counts its events once however
+// often a lost answer makes us commit it. Entries of earlier versions hold one event in
+// fieldEvent, under the same ID.
 func decode(m goredis.XMessage) (entry, error) {
 	data, ok := m.Values[fieldEvents].(string)
-	single := false
 	if !ok {
-		data, single = m.Values[fieldEvent].(string)
+		data, ok = m.Values[fieldEvent].(string)
 	}
-	if !ok && !single {
+	if !ok {
 		return entry{}, fmt.Errorf("entry has no %q field", fieldEvents)
 	}
 	events, err := uts.DecodeBatch([]byte(data), uts.Limits{})
 	if err != nil {
 		return entry{}, fmt.Errorf("decode events: %w", err)
 	}
-	if single {
-		if len(events) != 1 {
-			return entry{}, fmt.Errorf("decode event: %d events in a %q field", len(events), fieldEvent)
-		}
-		events[0].Delivery = m.ID // as the version that wrote it recorded it
-	} else {
-		for i := range events {
-			events[i].Delivery = m.ID + "/" + strconv.Itoa(i)
-		}
+	for i := range events {
+		events[i].Delivery = m.ID
 	}
 	return entry{id: m.ID, events: events, fields: m.Values}, nil
 }

@@ -200,8 +200,8 @@ func readAsDeadConsumer(t *testing.T, b *Broker, name string, n int) {
 }
 
 // TestPublishIsAllOrNothingOnOneStream publishes a batch larger than an entry holds: it
-// becomes entries of entryEvents events in batch order, each event delivered as its entry and
-// place, and Depth counts events, not entries.
+// becomes entries of entryEvents events in batch order, each event delivered as its entry, and
+// Depth counts events, not entries.
 func TestPublishIsAllOrNothingOnOneStream(t *testing.T) {
 	t.Parallel()
 	b := openTest(t, Options{})
@@ -222,8 +222,8 @@ func TestPublishIsAllOrNothingOnOneStream(t *testing.T) {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 		for j, ev := range e.events {
-			if want := fmt.Sprintf("%s/%d", m.ID, j); ev.Delivery != want {
-				t.Errorf("entry %d event %d: delivery %q, want %q", i, j, ev.Delivery, want)
+			if ev.Delivery != m.ID {
+				t.Errorf("entry %d event %d: delivery %q, want the entry ID %q", i, j, ev.Delivery, m.ID)
 			}
 		}
 		got = append(got, e.events...)
@@ -474,7 +474,7 @@ func TestStreamIsTrimmedAfterAcknowledgement(t *testing.T) {
 
 // TestEntriesOfEarlierVersionsAreRead puts an entry in the stream as versions before batched
 // entries wrote it, one event in an "event" field: a replica of this version, rolled out
-// while it is still queued, stores it under the delivery that version recorded, the entry ID.
+// while it is still queued, stores it under the entry ID, the delivery that version recorded.
 func TestEntriesOfEarlierVersionsAreRead(t *testing.T) {
 	t.Parallel()
 	b := openTest(t, Options{})

@@ -26,27 +26,25 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 				Details: []uts.FieldError{{Index: i, Field: "timestamp", Message: "must be between years 1678 and 2262"}}}
 		}
 	}
-	delivered, err := checkDeliveries(events)
-	if err != nil {
-		return nil, err
-	}
+	units := deliveryUnits(events)
 	// Hashing and sorting out the batch need no lock: done here, they overlap another
 	// Append's commit instead of adding to it.
 	b := newBatch(events)
 
 	var outcomes []uts.Outcome
 	var positions []int
-	err = s.withWriter(ctx, func() error {
+	err := s.withWriter(ctx, func() error {
 		return s.transaction(ctx, func() error {
 			processedAt := time.Now().UnixNano()
 			fresh := b
-			if delivered {
-				redelivered, err := s.writes.recordDeliveries(events, processedAt)
+			if units != nil {
+				redelivered, err := s.writes.recordDeliveries(events, units, processedAt)
 				if err != nil {
 					return classify(ctx, "append: record deliveries", err)
 				}
 				fresh, positions = b.without(redelivered)
 			}
+			var err error
 			outcomes, err = s.appendFresh(ctx, fresh, processedAt)
 			return err
 		})

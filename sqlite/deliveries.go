@@ -9,44 +9,43 @@ import (
 )
 
 // A consumer that loses the store mid-commit cannot tell whether the batch went in, so its
-// broker delivers the batch again. Append records each event's broker delivery in the
-// batch's transaction, and leaves out of everything an event whose delivery is recorded
-// already: it was stored and counted by the transaction that recorded it.
+// broker delivers the batch again. Append records each delivery once, keyed by the delivery
+// and the key of its first event, in the batch's transaction, and leaves out of everything the
+// events of a delivery recorded already: they were stored and counted by the transaction
+// that recorded it. One row per delivery, not per event: a Redis entry carries up to 100.
 
-// checkDeliveries reports whether any event carries a delivery; without one, Append pays
-// nothing more than this loop. A delivery that repeats in one batch could not be told from
-// its own redelivery, so it is refused.
-func checkDeliveries(events []uts.Event) (bool, error) {
-	first := -1
+// deliveryUnits returns, for each event with a delivery, the index of the first event of its
+// delivery in the batch, whose key the delivery is recorded with; nil when no event has a
+// delivery, so that a batch without them (the in-process broker's) pays only this loop.
+func deliveryUnits(events []uts.Event) []int {
+	var firstOf map[string]int
+	var unit []int
 	for i := range events {
-		if events[i].Delivery != "" {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return false, nil
-	}
-	seen := make(map[string]struct{}, len(events)-first)
-	for i := first; i < len(events); i++ {
 		d := events[i].Delivery
 		if d == "" {
 			continue
 		}
-		if _, dup := seen[d]; dup {
-			return true, uts.Errorf(uts.KindInternal, "sqlite: event %d: delivery %q repeats in the batch", i, d)
+		if unit == nil {
+			unit = make([]int, len(events))
+			firstOf = make(map[string]int)
 		}
-		seen[d] = struct{}{}
+		f, seen := firstOf[d]
+		if !seen {
+			f = i
+			firstOf[d] = i
+		}
+		unit[i] = f
 	}
-	return true, nil
+	return unit
 }
 
-// recordDeliveries records the deliveries of events and returns which events were delivered
-// before: those whose delivery the table already held.
-func (w *writeStatements) recordDeliveries(events []uts.Event, recordedAt int64) ([]bool, error) {
+// recordDeliveries records the batch's deliveries, each with the key of its first event (unit
+// from deliveryUnits), and returns which events were delivered before: those of a delivery
+// the table already held.
+func (w *writeStatements) recordDeliveries(events []uts.Event, unit []int, recordedAt int64) ([]bool, error) {
 	var rows []int
 	for i := range events {
-		if events[i].Delivery != "" {
+		if events[i].Delivery != "" && unit[i] == i {
 			rows = append(rows, i)
 		}
 	}

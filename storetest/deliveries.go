@@ -84,18 +84,26 @@ func testWithoutDelivery(t *testing.T, opener Opener) {
 	wantCounters(t, s, uts.Counters{Received: 4, UniqueProcessed: 1, DuplicateDropped: 3})
 }
 
-// testRepeatedDeliveryRefused: one batch cannot carry a delivery twice (a broker bug), since
-// the second could not be told from a redelivery of the first. The batch changes nothing.
-func testRepeatedDeliveryRefused(t *testing.T, opener Opener) {
+// testEventsOfOneDelivery commits units of several events under one delivery, as a Redis
+// entry carries a chunk of a publish: all of a unit is counted the first time and none of it
+// on a redelivery, including a key the unit holds twice (a publish that repeated an event).
+// The delivery is recorded with its first event's key, so a unit of another stream that
+// happens to share its name is no redelivery.
+func testEventsOfOneDelivery(t *testing.T, opener Opener) {
 	s := open(t, opener)
-	if _, err := s.Append(t.Context(), []uts.Event{
-		delivered(newEvent("t", "a"), "1-0"), newEvent("t", "b"), delivered(newEvent("t", "c"), "1-0"),
-	}); err == nil {
-		t.Fatal("Append of a batch repeating a delivery succeeded")
-	}
-	wantCounters(t, s, uts.Counters{})
-	sameEvents(t, allEvents(t, s, ""))
-	wantOutcomes(t, appendOK(t, s, delivered(newEvent("t", "a"), "1-0")), newEv)
+	a, b, c, d, k := newEvent("t", "a"), newEvent("t", "b"), newEvent("u", "c"), newEvent("t", "d"), newEvent("t", "k")
+	first := []uts.Event{delivered(a, "1-0"), b, delivered(c, "1-0"), delivered(k, "2-0"), delivered(k, "2-0")}
+	wantOutcomes(t, appendOK(t, s, first...), newEv, newEv, newEv, newEv, duplicate)
+	wantCounters(t, s, uts.Counters{Received: 5, UniqueProcessed: 4, DuplicateDropped: 1})
+
+	wantOutcomes(t, appendOK(t, s, delivered(a, "1-0"), delivered(c, "1-0")), duplicate, duplicate)
+	wantOutcomes(t, appendOK(t, s, delivered(k, "2-0"), delivered(d, "3-0"), delivered(k, "2-0")), duplicate, newEv, duplicate)
+	wantCounters(t, s, uts.Counters{Received: 6, UniqueProcessed: 5, DuplicateDropped: 1}) // d alone
+
+	// The name 1-0 again, on a unit that starts with another event.
+	x, y := newEvent("t", "x"), newEvent("t", "y")
+	wantOutcomes(t, appendOK(t, s, delivered(x, "1-0"), delivered(y, "1-0")), newEv, newEv)
+	sameEvents(t, allEvents(t, s, ""), a, b, c, k, d, x, y)
 }
 
 // testFailedAppendRecordsNoDelivery: a batch that failed recorded none of its deliveries,
@@ -131,20 +139,30 @@ func testDeliveriesSurviveReopen(t *testing.T, opener Opener) {
 
 // testConcurrentRedeliveries has writers commit the same deliveries at once, each in its own
 // order and its own grouping, as replicas do when one claims entries another is still
-// committing. Each delivery must be counted once: received is the number of deliveries,
-// however many writers committed them.
+// committing. Each delivered event must be counted once: received is the number of events
+// delivered, however many writers committed them.
 func testConcurrentRedeliveries(t *testing.T, opener Opener) {
+	concurrentRedeliveries(t, opener, 1)
+}
+
+// testConcurrentRedeliveriesOfUnits is testConcurrentRedeliveries with four events to a
+// delivery, each batch holding whole units, as Redis entries are committed.
+func testConcurrentRedeliveriesOfUnits(t *testing.T, opener Opener) {
+	concurrentRedeliveries(t, opener, 4)
+}
+
+func concurrentRedeliveries(t *testing.T, opener Opener, unitSize int) {
 	s := open(t, opener)
 	const (
 		writers    = 8
-		deliveries = 400
-		keySpace   = 250 // fewer keys than deliveries: some deliveries are publisher retries
+		deliveries = 400 // events delivered
+		keySpace   = 250 // fewer keys than events: some are publisher retries
 		batchSize  = 100
 	)
 	all := make([]uts.Event, deliveries)
 	for i := range all {
 		k := i % keySpace
-		all[i] = delivered(newEvent(fmt.Sprintf("topic-%d", k%3), fmt.Sprintf("id-%03d", k)), fmt.Sprintf("%d-0", 1000+i))
+		all[i] = delivered(newEvent(fmt.Sprintf("topic-%d", k%3), fmt.Sprintf("id-%03d", k)), fmt.Sprintf("%d-0", 1000+i/unitSize))
 	}
 
 	var (
@@ -155,11 +173,13 @@ func testConcurrentRedeliveries(t *testing.T, opener Opener) {
 	)
 	for w := range writers {
 		wg.Go(func() {
-			order := rand.New(rand.NewPCG(uint64(w), 9)).Perm(deliveries)
-			for start := 0; start < deliveries; start += batchSize {
+			// Units in a random order of the writer's own, each unit whole and in order.
+			units := rand.New(rand.NewPCG(uint64(w), 9)).Perm(deliveries / unitSize)
+			perBatch := batchSize / unitSize
+			for start := 0; start < len(units); start += perBatch {
 				batch := make([]uts.Event, 0, batchSize)
-				for _, i := range order[start:min(start+batchSize, deliveries)] {
-					batch = append(batch, all[i])
+				for _, u := range units[start:min(start+perBatch, len(units))] {
+					batch = append(batch, all[u*unitSize:(u+1)*unitSize]...)
 				}
 				outcomes, err := s.Append(t.Context(), batch)
 				if err != nil {
