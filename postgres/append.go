@@ -38,9 +38,9 @@ import (
 // statement reads nothing back.
 // Outcomes: 1 new, 2 duplicate, 3 conflict (see uts.Outcome), from the returned skipped keys.
 //
-// A batch with deliveries (a Redis consumer's) records them first, sorted too ($18 to $23,
-// one row per event with a delivery): an event whose delivery was recorded before is
-// "redelivered", stored and counted by the transaction that recorded it, so it is not
+// A batch with deliveries (a Redis consumer's) records them first, sorted too ($18 to $20,
+// one row per delivery, with its first event's key; $21 to $25 are the events that have
+// one): an event whose delivery was recorded before is "redelivered", stored and counted by the transaction that recorded it, so it is not
 // counted again, answers duplicate, and its key is offered for insertion only if another
 // occurrence of it comes first. Its key is stored (that transaction stored it or found it),
 // so the other occurrences of the key find the stored content.
@@ -84,9 +84,9 @@ inserted AS (
     RETURNING seq
 ),`
 
-// appendDeliveredKeysSQL takes the deliveries as $18 to $20 (delivery, topic, event_id),
-// and $21 to $23: the event's key rank and content hash, and whether it is the key's first
-// occurrence.
+// appendDeliveredKeysSQL takes the deliveries as $18 to $20 (delivery, and its first event's
+// topic and event_id), and the events with a delivery as $21 to $25: the delivery, topic,
+// key rank and content hash, and whether it is the key's first occurrence.
 const appendDeliveredKeysSQL = `
 recorded AS (
     INSERT INTO deliveries (delivery, topic, event_id)
@@ -97,10 +97,10 @@ recorded AS (
     RETURNING delivery
 ),
 redelivered AS (
-    -- A batch never repeats a delivery, so the delivery alone finds its row. Most often
+    -- A delivery is one unit in a batch, so the delivery alone finds its row. Most often
     -- every delivery is recorded, and then none needs looking for.
     SELECT d.ord, d.topic, d.rank, d.content_hash, d.first
-    FROM unnest($18::text[], $19::text[], $21::int[], $22::bytea[], $23::bool[]) WITH ORDINALITY
+    FROM unnest($21::text[], $22::text[], $23::int[], $24::bytea[], $25::bool[]) WITH ORDINALITY
         AS d(delivery, topic, rank, content_hash, first, ord)
     WHERE (SELECT count(*) FROM recorded) < cardinality($18::text[])
       AND NOT EXISTS (SELECT FROM recorded r WHERE r.delivery = d.delivery)
@@ -340,46 +340,41 @@ func layOut(events []uts.Event) (*appendBatch, error) {
 }
 
 // layOutDeliveries adds the deliveries' arguments, if any event has a delivery (as with the
-// Redis broker; the in-process broker's have none). A delivery that repeats in one batch
-// could not be told from its own redelivery, so it is refused.
+// Redis broker; the in-process broker's have none). Events that share a delivery are one
+// unit (see uts.Event.Delivery), recorded once with the key of its first event.
 func (b *appendBatch) layOutDeliveries() error {
 	events := b.events
-	var seen map[string]struct{}
 	for i := range events {
-		d := events[i].Delivery
-		if d == "" {
-			continue
+		if events[i].Delivery != "" {
+			b.delivered = append(b.delivered, i)
 		}
-		if seen == nil {
-			seen = make(map[string]struct{}, len(events)-i)
-		}
-		if _, dup := seen[d]; dup {
-			return uts.Errorf(uts.KindInternal, "postgres: event %d: delivery %q repeats in the batch", i, d)
-		}
-		seen[d] = struct{}{}
-		b.delivered = append(b.delivered, i)
 	}
 	if b.delivered == nil {
 		return nil
 	}
-	// Sorted so that every batch locks deliveries in the same order; deliveries do not
-	// repeat, so the delivery alone orders them.
-	slices.SortFunc(b.delivered, func(x, y int) int { return cmp.Compare(events[x].Delivery, events[y].Delivery) })
+	// Sorted so that every batch locks deliveries in the same order; stable, so that each
+	// delivery's events stay in batch order and its first event comes first.
+	slices.SortStableFunc(b.delivered, func(x, y int) int { return cmp.Compare(events[x].Delivery, events[y].Delivery) })
 	n := len(b.delivered)
 	var (
+		units      = make([]string, 0, n)
+		unitTopics = make([]string, 0, n)
+		unitIDs    = make([]string, 0, n)
 		deliveries = make([]string, n)
 		topics     = make([]string, n)
-		ids        = make([]string, n)
 		ranks      = make([]int32, n)
 		hashes     = make([][]byte, n)
 		firsts     = make([]bool, n)
 	)
 	for j, i := range b.delivered {
 		e := &events[i]
-		deliveries[j], topics[j], ids[j], ranks[j], hashes[j] = e.Delivery, e.Topic, e.EventID, b.rank[i], b.hashes[i]
+		if j == 0 || e.Delivery != deliveries[j-1] {
+			units, unitTopics, unitIDs = append(units, e.Delivery), append(unitTopics, e.Topic), append(unitIDs, e.EventID)
+		}
+		deliveries[j], topics[j], ranks[j], hashes[j] = e.Delivery, e.Topic, b.rank[i], b.hashes[i]
 		firsts[j] = b.first[b.rank[i]-1] == i
 	}
-	b.args = append(b.args, deliveries, topics, ids, ranks, hashes, firsts)
+	b.args = append(b.args, units, unitTopics, unitIDs, deliveries, topics, ranks, hashes, firsts)
 	b.query = appendDeliveredSQL
 	return nil
 }
