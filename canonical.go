@@ -15,7 +15,7 @@ import (
 // It walks the bytes once instead of decoding into maps: on the publish path that cut the
 // decoder's cost per event by about half.
 func Canonical(raw []byte) ([]byte, error) {
-	if !json.Valid(raw) {
+	if !validJSON(raw) {
 		return nil, errors.New("invalid JSON")
 	}
 	out, rest := appendCanonical(make([]byte, 0, len(raw)), skipSpace(raw))

@@ -64,7 +64,7 @@ func splitBatch(body []byte) ([]json.RawMessage, error) {
 	if len(trimmed) == 0 {
 		return nil, Errorf(KindMalformed, "the body is empty; send an event, an array of events or {\"events\": [...]}")
 	}
-	if !json.Valid(trimmed) {
+	if !validJSON(trimmed) {
 		var v any
 		err := json.Unmarshal(trimmed, &v) // for the position of the error
 		if err == nil {

@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// These walk JSON that is already known to be valid (json.Valid or json.Unmarshal checked it),
+// These walk JSON that is already known to be valid (validJSON or json.Unmarshal checked it),
 // so they need no error paths: the decoder and the canonicaliser share them to read a body
 // once, without reflection and without copying.
 
