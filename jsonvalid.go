@@ -68,17 +68,9 @@ func validObject(data []byte, i, depth int) (int, bool) {
 		if i, ok = validValue(data, skipSpaceAt(data, i+1), depth); !ok {
 			return i, false
 		}
-		i = skipSpaceAt(data, i)
-		if i >= len(data) {
-			return i, false
-		}
-		switch data[i] {
-		case '}':
-			return i + 1, true
-		case ',':
-			i = skipSpaceAt(data, i+1)
-		default:
-			return i, false
+		var done bool
+		if i, done, ok = closeOrNext(data, i, '}'); done || !ok {
+			return i, ok
 		}
 	}
 }
@@ -96,19 +88,26 @@ func validArray(data []byte, i, depth int) (int, bool) {
 		if i, ok = validValue(data, i, depth); !ok {
 			return i, false
 		}
-		i = skipSpaceAt(data, i)
-		if i >= len(data) {
-			return i, false
-		}
-		switch data[i] {
-		case ']':
-			return i + 1, true
-		case ',':
-			i = skipSpaceAt(data, i+1)
-		default:
-			return i, false
+		var done bool
+		if i, done, ok = closeOrNext(data, i, ']'); done || !ok {
+			return i, ok
 		}
 	}
+}
+
+// closeOrNext reads what follows a member or element: the closing bracket (done), or a
+// comma and the space after it, leaving i at the next one.
+func closeOrNext(data []byte, i int, closing byte) (next int, done, ok bool) {
+	i = skipSpaceAt(data, i)
+	switch {
+	case i >= len(data):
+		return i, false, false
+	case data[i] == closing:
+		return i + 1, true, true
+	case data[i] == ',':
+		return skipSpaceAt(data, i+1), false, true
+	}
+	return i, false, false
 }
 
 // stopsString marks the bytes that end a run of plain string content.
