@@ -44,6 +44,10 @@ type Options struct {
 	// ClaimIdle is how long an entry may sit unacknowledged with one consumer before another
 	// takes it over (default 30s). It is also the pause between retries of a failing entry.
 	ClaimIdle time.Duration
+	// ForgetIdle is how long the name of a consumer that holds no entries stays in the group
+	// without a delivery before a replica deletes it (default the longer of 10×ClaimIdle and
+	// 100×Block: 5 minutes). Names are host names, so every replaced container leaves one.
+	ForgetIdle time.Duration
 	// MaxDeliveries is how often an entry the store rejects is tried before it is moved to
 	// the dead-letter stream (default 5). Failures because the store is down do not count.
 	MaxDeliveries int
@@ -78,6 +82,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ClaimIdle <= 0 {
 		o.ClaimIdle = 30 * time.Second
+	}
+	if o.ForgetIdle <= 0 {
+		o.ForgetIdle = max(10*o.ClaimIdle, 100*o.Block)
 	}
 	if o.MaxDeliveries <= 0 {
 		o.MaxDeliveries = 5

@@ -104,6 +104,7 @@ func (c *consumer) next(ctx context.Context) ([]goredis.XMessage, error) {
 			c.claimCursor = cursor
 			if cursor == "0-0" {
 				c.nextClaim = time.Now().Add(c.claimEvery())
+				c.forgetGone(ctx) // once per complete scan: anything they held is claimed
 			}
 		}
 		return msgs, err
