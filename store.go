@@ -100,8 +100,11 @@ type Store interface {
 	// On error nothing of the batch is stored or counted.
 	Append(ctx context.Context, events []Event) ([]Outcome, error)
 	// DeadLetter counts n events that a broker gave up on: received and dead_lettered both
-	// grow by n, so the totals still add up.
-	DeadLetter(ctx context.Context, n int) error
+	// grow by n, so the totals still add up. A non-empty delivery (the entry given up on) is
+	// counted once: the broker counts before it moves the entry aside, and when the move
+	// fails it tries both again, which must not count the events twice. The delivery is
+	// recorded with an empty key, which no event has, so it cannot pass for an Append's.
+	DeadLetter(ctx context.Context, delivery string, n int) error
 	// Events returns up to q.Limit stored events with Cursor > q.After, in processing order.
 	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
 	// Stats reads the counters and per-topic totals.

@@ -427,16 +427,31 @@ func (b *appendBatch) outcomes(skipped []int32, stored [][]byte, redelivered []i
 	return outcomes, nil
 }
 
-// DeadLetter counts n events a broker gave up on, in a random shard like Append's counters.
-func (s *Store) DeadLetter(ctx context.Context, n int) error {
+// deadLetterSQL counts $2 events in shard $1, once per delivery $3 (see uts.Store): the
+// delivery goes in first, under the empty key no event has, and the count only if it was
+// new. A replica dead-lettering the same entry at once waits on the first's row, then finds
+// it and counts nothing.
+const deadLetterSQL = `
+WITH recorded AS (
+    INSERT INTO deliveries (delivery, topic, event_id)
+    SELECT $3, '', '' WHERE $3 <> ''
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+INSERT INTO dead_letters AS d (shard, count)
+SELECT $1, $2 WHERE $3 = '' OR EXISTS (SELECT FROM recorded)
+ON CONFLICT (shard) DO UPDATE SET count = d.count + excluded.count`
+
+// DeadLetter counts n events a broker gave up on, in a random shard like Append's counters,
+// once per delivery.
+func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("postgres: dead letter: negative count %d", n)
 	}
 	if n == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO dead_letters AS d (shard, count) VALUES ($1, $2)
-		ON CONFLICT (shard) DO UPDATE SET count = d.count + excluded.count`, rand.IntN(counterShards), n)
+	_, err := s.pool.Exec(ctx, deadLetterSQL, rand.IntN(counterShards), n, delivery)
 	if err != nil {
 		return wrap("dead letter", err)
 	}

@@ -317,7 +317,7 @@ func TestPoisonEntryIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	}
 	b := openTest(t, Options{
 		MaxDeliveries: 3,
-		DeadLetter: func(ctx context.Context, n int) error {
+		DeadLetter: func(ctx context.Context, delivery string, n int) error {
 			counted.Lock()
 			defer counted.Unlock()
 			counted.n += n
@@ -381,7 +381,7 @@ func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	counted := 0
-	b := openTest(t, Options{DeadLetter: func(ctx context.Context, n int) error {
+	b := openTest(t, Options{DeadLetter: func(ctx context.Context, delivery string, n int) error {
 		mu.Lock()
 		defer mu.Unlock()
 		counted += n
@@ -418,7 +418,7 @@ func TestStoreOutageDoesNotDeadLetter(t *testing.T) {
 		KeyPrefix:     prefix,
 		MaxDeliveries: 2,
 		ClaimIdle:     100 * time.Millisecond,
-		DeadLetter: func(ctx context.Context, n int) error {
+		DeadLetter: func(ctx context.Context, delivery string, n int) error {
 			mu.Lock()
 			defer mu.Unlock()
 			counted += n

@@ -45,14 +45,14 @@ func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
 
 // deadLetter gives up on an entry: its events are counted with the store first, so that the
 // totals still add up, then the entry is moved to the dead-letter stream with the reason,
-// acknowledged and deleted, all in one transaction. A failure leaves it pending; it may then
-// be counted twice, but never lost. An entry that does not decode (no events) counts as one
+// acknowledged and deleted, all in one transaction. A failure leaves it pending, to be given
+// up on again; the store counts an entry once, so it is neither lost nor counted twice. An entry that does not decode (no events) counts as one
 // event with the store and none off the queued counter: only a writer other than Publish,
 // which counts nothing there, can have put it in the stream.
 func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, reason error) {
 	redisCtx := context.WithoutCancel(ctx)
 	id := e.id
-	if err := c.countDeadLetter(ctx, max(1, len(e.events))); err != nil {
+	if err := c.countDeadLetter(ctx, id, max(1, len(e.events))); err != nil {
 		c.log.WarnContext(ctx, "count dead letter failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
@@ -75,14 +75,15 @@ func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, re
 	c.log.ErrorContext(ctx, "entry dead-lettered", "id", id, "events", len(e.events), "stream", c.dead, "deliveries", deliveries, "err", reason)
 }
 
-// countDeadLetter tells DeadLetter of n events, waiting while the store is unavailable.
-func (c *consumer) countDeadLetter(ctx context.Context, n int) error {
+// countDeadLetter tells DeadLetter of the n events of entry id, waiting while the store is
+// unavailable.
+func (c *consumer) countDeadLetter(ctx context.Context, id string, n int) error {
 	if c.opts.DeadLetter == nil {
 		return nil
 	}
 	retry := newBackoff()
 	for {
-		err := c.opts.DeadLetter(context.WithoutCancel(ctx), n)
+		err := c.opts.DeadLetter(context.WithoutCancel(ctx), id, n)
 		if err == nil || uts.KindOf(err) != uts.KindUnavailable {
 			return err
 		}

@@ -87,20 +87,36 @@ var (
 	maxTime = time.Unix(0, math.MaxInt64)
 )
 
-// DeadLetter counts n events that a broker gave up on.
-func (s *Store) DeadLetter(ctx context.Context, n int) error {
+// DeadLetter counts n events that a broker gave up on, once per delivery; see uts.Store.
+func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
 	if n <= 0 {
 		return nil
 	}
 	return s.withWriter(ctx, func() error {
-		err := s.writes.deadLetter.BindInt64(1, int64(n))
-		if err == nil {
-			err = s.writes.deadLetter.Exec()
-		}
-		if err != nil {
-			return classify(ctx, "dead letter", err)
-		}
-		return nil
+		return s.transaction(ctx, func() error {
+			if delivery != "" {
+				bind := binder{stmt: s.writes.recordDeadLetter}
+				bind.text(delivery)
+				bind.int64(time.Now().UnixNano())
+				if bind.err != nil {
+					return classify(ctx, "dead letter", bind.err)
+				}
+				if err := s.writes.recordDeadLetter.Exec(); err != nil {
+					return classify(ctx, "dead letter", err)
+				}
+				if s.writer.Changes() == 0 {
+					return nil // counted before
+				}
+			}
+			err := s.writes.deadLetter.BindInt64(1, int64(n))
+			if err == nil {
+				err = s.writes.deadLetter.Exec()
+			}
+			if err != nil {
+				return classify(ctx, "dead letter", err)
+			}
+			return nil
+		})
 	})
 }
 

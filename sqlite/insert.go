@@ -23,6 +23,8 @@ type writeStatements struct {
 	addCounters  *sqlite3.Stmt
 	addTopic     *sqlite3.Stmt
 	deadLetter   *sqlite3.Stmt
+	// recordDeadLetter records a dead-lettered delivery under the empty key, which no event has.
+	recordDeadLetter *sqlite3.Stmt
 	prune        *sqlite3.Stmt
 	begin        *sqlite3.Stmt
 	commit       *sqlite3.Stmt
@@ -57,6 +59,8 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 			conflicts = conflicts + excluded.conflicts,
 			last_event_at = CASE WHEN excluded.unique_processed > 0 THEN excluded.last_event_at ELSE last_event_at END`)
 	w.deadLetter = prepare(`UPDATE counters SET received = received + ?1, dead_lettered = dead_lettered + ?1 WHERE id = 1`)
+	w.recordDeadLetter = prepare(`INSERT INTO deliveries (delivery, topic, event_id, recorded_at) VALUES (?, '', '', ?)
+		ON CONFLICT DO NOTHING`)
 	w.prune = prepare(pruneSQL)
 	w.begin = prepare(`BEGIN IMMEDIATE`)
 	w.commit = prepare(`COMMIT`)
@@ -90,7 +94,7 @@ func insertSQL(rows int) string {
 
 func (w *writeStatements) close() error {
 	var errs []error
-	for _, stmt := range []*sqlite3.Stmt{w.addCounters, w.addTopic, w.deadLetter, w.prune, w.begin, w.commit, w.rollback, w.ping} {
+	for _, stmt := range []*sqlite3.Stmt{w.addCounters, w.addTopic, w.deadLetter, w.recordDeadLetter, w.prune, w.begin, w.commit, w.rollback, w.ping} {
 		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
 	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.recordBySize} {

@@ -211,3 +211,37 @@ func concurrentRedeliveries(t *testing.T, opener Opener, unitSize int) {
 		t.Errorf("stored %d events, want %d", len(stored), keySpace)
 	}
 }
+
+// testDeadLetterOncePerDelivery gives up on the same entry again and again, as a broker does
+// when moving it aside failed after it was counted, and from several writers at once: its
+// events are counted once. Without a delivery every call counts. The record cannot pass for
+// an Append's: a unit under the same name is new.
+func testDeadLetterOncePerDelivery(t *testing.T, opener Opener) {
+	s := open(t, opener)
+	var wg sync.WaitGroup
+	failed := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			if err := s.DeadLetter(t.Context(), "9-0", 3); err != nil {
+				failed <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	if err := s.DeadLetter(t.Context(), "9-0", 3); err != nil {
+		t.Fatalf("DeadLetter again: %v", err)
+	}
+	wantCounters(t, s, uts.Counters{Received: 3, DeadLettered: 3})
+	for range 2 {
+		if err := s.DeadLetter(t.Context(), "", 2); err != nil {
+			t.Fatalf("DeadLetter without a delivery: %v", err)
+		}
+	}
+	wantCounters(t, s, uts.Counters{Received: 7, DeadLettered: 7})
+	wantOutcomes(t, appendOK(t, s, delivered(newEvent("t", "a"), "9-0"), delivered(newEvent("t", "b"), "9-0")), newEv, newEv)
+	wantCounters(t, s, uts.Counters{Received: 9, UniqueProcessed: 2, DeadLettered: 7})
+}

@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) func() (uts.Store, error)) {
 		{"DeliveriesSurviveReopen", testDeliveriesSurviveReopen},
 		{"ConcurrentRedeliveries", testConcurrentRedeliveries},
 		{"ConcurrentRedeliveriesOfUnits", testConcurrentRedeliveriesOfUnits},
+		{"DeadLetterOncePerDelivery", testDeadLetterOncePerDelivery},
 		{"Counters", testCounters},
 		{"TopicStats", testTopicStats},
 		{"EventsPaging", testEventsPaging},
