@@ -17,6 +17,10 @@ type entry struct {
 	id     string
 	events []uts.Event
 	fields map[string]any // as read, for the dead-letter stream
+	// queued is how many events Publish counted in the queued counter for the entry, which
+	// its acknowledgement takes off: its events, or none for an entry of an earlier version,
+	// which counted nothing, so that acknowledging one cannot leave Depth short for good.
+	queued int
 }
 
 // decode reads an entry's events. They were validated before they were queued; decoding
@@ -26,7 +30,8 @@ type entry struct {
 // often a lost answer makes us commit it. Entries of earlier versions hold one event in
 // fieldEvent, under the same ID.
 func decode(m goredis.XMessage) (entry, error) {
-	data, ok := m.Values[fieldEvents].(string)
+	data, counted := m.Values[fieldEvents].(string)
+	ok := counted
 	if !ok {
 		data, ok = m.Values[fieldEvent].(string)
 	}
@@ -40,7 +45,11 @@ func decode(m goredis.XMessage) (entry, error) {
 	for i := range events {
 		events[i].Delivery = m.ID
 	}
-	return entry{id: m.ID, events: events, fields: m.Values}, nil
+	e := entry{id: m.ID, events: events, fields: m.Values}
+	if counted {
+		e.queued = len(events)
+	}
+	return e, nil
 }
 
 func idsOf(entries []entry) []string {
@@ -173,7 +182,7 @@ func (c *consumer) ackArgs(ids []string, counts []int) ([]string, []any) {
 func eventCounts(entries []entry) []int {
 	counts := make([]int, len(entries))
 	for i, e := range entries {
-		counts[i] = len(e.events)
+		counts[i] = e.queued
 	}
 	return counts
 }

@@ -218,8 +218,8 @@ func (b *Broker) Ready(ctx context.Context) error {
 // Depth is the queued counter: Publish adds a batch's events to it in the transaction that
 // adds their entries, and the acknowledgement of an entry takes its events off in the script
 // that removes the entry (see ackScript), so it counts exactly the events of the entries still
-// in the stream. Entries of earlier versions were not counted; their acknowledgement could
-// take the counter below zero, which reads as zero.
+// in the stream. Entries of earlier versions were not counted, and their acknowledgement
+// takes nothing off (see entry.queued).
 func (b *Broker) Depth(ctx context.Context) (int64, error) {
 	n, err := b.client.Get(ctx, b.queued).Int64()
 	if errors.Is(err, goredis.Nil) {

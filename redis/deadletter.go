@@ -64,7 +64,7 @@ func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, re
 		p.XAdd(redisCtx, &goredis.XAddArgs{Stream: c.dead, Values: values})
 		// Eval, not Run: in a transaction a missing script shows only at EXEC, too late to
 		// send its source instead.
-		keys, args := c.ackArgs([]string{id}, []int{len(e.events)})
+		keys, args := c.ackArgs([]string{id}, []int{e.queued})
 		ackScript.Eval(redisCtx, p, keys, args...)
 		return nil
 	})
