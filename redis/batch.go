@@ -100,7 +100,26 @@ func (c *consumer) process(ctx context.Context, msgs []goredis.XMessage) {
 	n := eventsIn(entries)
 	c.eventsPerEntry = (n + len(entries) - 1) / len(entries)
 	defer c.keepClaimed(redisCtx, idsOf(entries))()
-	c.commitEntries(ctx, entries)
+	// The read count is a guess from the last read: entries fuller than it guessed are
+	// committed in several transactions, none much over BatchEvents.
+	for _, part := range splitEntries(entries, c.opts.BatchEvents) {
+		c.commitEntries(ctx, part)
+	}
+}
+
+// splitEntries cuts entries, in order, into runs of at most limit events, each holding at
+// least one entry: an entry is never split.
+func splitEntries(entries []entry, limit int) [][]entry {
+	var parts [][]entry
+	start, events := 0, 0
+	for i, e := range entries {
+		if i > start && events+len(e.events) > limit {
+			parts = append(parts, entries[start:i])
+			start, events = i, 0
+		}
+		events += len(e.events)
+	}
+	return append(parts, entries[start:])
 }
 
 // commitEntries commits entries and acknowledges them. When the store rejects the batch it
@@ -154,10 +173,17 @@ const ackAttempts = 5
 // what is still in flight, and takes the events of those it acknowledged off the queued
 // counter. It runs as one script so that the count cannot be taken twice: an acknowledgement
 // retried after its answer was lost finds the entries acknowledged already, and takes nothing.
-// KEYS: the stream, the counter. ARGV: the group, then each entry's ID and event count.
+// To dead-letter an entry it first adds the copy to the dead-letter stream: if that fails,
+// the script stops there, and the entry stays pending rather than vanish without its copy.
+// KEYS: the stream, the counter and, to dead-letter, the dead-letter stream. ARGV: the group,
+// the number of entries, each entry's ID and queued events, then the copy's fields and values.
 var ackScript = goredis.NewScript(`
+local entries = tonumber(ARGV[2])
+if KEYS[3] then
+    redis.call('XADD', KEYS[3], '*', unpack(ARGV, 3 + 2 * entries))
+end
 local acked = 0
-for i = 2, #ARGV, 2 do
+for i = 3, 2 + 2 * entries, 2 do
     if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
         acked = acked + tonumber(ARGV[i + 1])
     end
@@ -171,8 +197,8 @@ return acked
 
 // ackArgs are ackScript's keys and arguments for entries with the given event counts.
 func (c *consumer) ackArgs(ids []string, counts []int) ([]string, []any) {
-	args := make([]any, 0, 1+2*len(ids))
-	args = append(args, c.opts.Group)
+	args := make([]any, 0, 2+2*len(ids))
+	args = append(args, c.opts.Group, len(ids))
 	for i, id := range ids {
 		args = append(args, id, counts[i])
 	}

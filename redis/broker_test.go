@@ -503,3 +503,88 @@ func TestEntriesOfEarlierVersionsAreRead(t *testing.T) {
 		t.Errorf("Depth = %d, %v; want the 3 events queued since", depth, err)
 	}
 }
+
+// TestCommitsStayNearBatchEvents makes the read count guess wrong: after entries of one
+// event, a read asks for BatchEvents entries and gets entries of 100 events. The consumer
+// still commits no more than BatchEvents events at once, cutting only between entries.
+func TestCommitsStayNearBatchEvents(t *testing.T) {
+	t.Parallel()
+	const batchEvents = 150
+	b := openTest(t, Options{BatchEvents: batchEvents})
+	var all []uts.Event
+	for _, e := range newEvents("single", 20) {
+		all = append(all, e)
+		publish(t, b, []uts.Event{e})
+	}
+	for i := range 5 {
+		big := newEvents(fmt.Sprintf("big%d", i), entryEvents)
+		all = append(all, big...)
+		publish(t, b, big)
+	}
+	s := newStore()
+	brokertest.Consume(t, b, s.commit)
+	waitFor(t, "every event to be stored", func() error { return s.missing(all) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	largest := 0
+	for _, batch := range s.batches {
+		largest = max(largest, len(batch))
+	}
+	if largest > batchEvents {
+		t.Errorf("a commit of %d events, want at most BatchEvents = %d", largest, batchEvents)
+	}
+}
+
+// TestFailedMoveLeavesTheEntryPending breaks the dead-letter stream (a key of another type)
+// while an entry is given up on: the copy fails, so the entry is not acknowledged either, and
+// stays pending. Once the stream is fixed the entry is moved, and every attempt asked the
+// store to count the same delivery, which the store counts once.
+func TestFailedMoveLeavesTheEntryPending(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	asked := map[string]int{}
+	b := openTest(t, Options{MaxDeliveries: 1, DeadLetter: func(ctx context.Context, delivery string, n int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[delivery]++
+		return nil
+	}})
+	ctx := context.Background()
+	if err := b.client.Set(ctx, b.dead, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	events := newEvents("doomed", 3)
+	s := newStore()
+	s.setFail(func([]uts.Event) error { return errRejected })
+	brokertest.Consume(t, b, s.commit)
+	publish(t, b, events)
+	waitFor(t, "two attempts to give the entry up", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range asked {
+			if n >= 2 {
+				return nil
+			}
+		}
+		return fmt.Errorf("asked %v", asked)
+	})
+	if n, err := pendingCount(ctx, b); err != nil || n != 1 {
+		t.Fatalf("pending %d, %v; want the entry still pending after failed moves", n, err)
+	}
+	if err := b.client.Del(ctx, b.dead).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, b)
+	dead, err := b.client.XRange(ctx, b.dead, "-", "+").Result()
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead-letter stream = %v, %v; want the entry once", dead, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 1 {
+		t.Errorf("the store was asked to count deliveries %v, want one entry's, every time", asked)
+	}
+	if _, ok := asked[dead[0].Values["id"].(string)]; !ok {
+		t.Errorf("the store was asked to count %v, not the dead entry %v", asked, dead[0].Values["id"])
+	}
+}

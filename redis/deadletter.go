@@ -44,11 +44,12 @@ func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
 }
 
 // deadLetter gives up on an entry: its events are counted with the store first, so that the
-// totals still add up, then the entry is moved to the dead-letter stream with the reason,
-// acknowledged and deleted, all in one transaction. A failure leaves it pending, to be given
-// up on again; the store counts an entry once, so it is neither lost nor counted twice. An entry that does not decode (no events) counts as one
-// event with the store and none off the queued counter: only a writer other than Publish,
-// which counts nothing there, can have put it in the stream.
+// totals still add up, then the entry is copied to the dead-letter stream with the reason,
+// acknowledged and deleted, all in one script (see ackScript). A failure leaves it pending,
+// to be given up on again; the store counts an entry once, so it is neither lost nor
+// counted twice. An entry that does not decode (no events) counts as one event with the
+// store and none off the queued counter: only a writer other than Publish, which counts
+// nothing there, can have put it in the stream.
 func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, reason error) {
 	redisCtx := context.WithoutCancel(ctx)
 	id := e.id
@@ -60,14 +61,8 @@ func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, re
 	for _, name := range slices.Sorted(maps.Keys(e.fields)) {
 		values = append(values, name, e.fields[name])
 	}
-	_, err := c.client.TxPipelined(redisCtx, func(p goredis.Pipeliner) error {
-		p.XAdd(redisCtx, &goredis.XAddArgs{Stream: c.dead, Values: values})
-		// Eval, not Run: in a transaction a missing script shows only at EXEC, too late to
-		// send its source instead.
-		keys, args := c.ackArgs([]string{id}, []int{e.queued})
-		ackScript.Eval(redisCtx, p, keys, args...)
-		return nil
-	})
+	keys, args := c.ackArgs([]string{id}, []int{e.queued})
+	err := ackScript.Run(redisCtx, c.client, append(keys, c.dead), append(args, values...)...).Err()
 	if err != nil {
 		c.log.WarnContext(ctx, "move to dead-letter stream failed; the entry stays pending", "id", id, "err", err)
 		return
