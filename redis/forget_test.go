@@ -21,19 +21,7 @@ func TestGoneConsumersAreForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	live := &consumer{Broker: b, name: "alive"}
-	names := func() []string {
-		t.Helper()
-		consumers, err := b.client.XInfoConsumers(ctx, b.stream, b.opts.Group).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, c := range consumers {
-			names = append(names, c.Name)
-		}
-		slices.Sort(names)
-		return names
-	}
+	names := func() []string { return consumerNames(t, b) }
 
 	live.forgetGone(ctx) // nobody has been silent long enough yet
 	if got := names(); !slices.Equal(got, []string{"gone-empty", "gone-holding"}) {
@@ -56,6 +44,21 @@ func TestGoneConsumersAreForgotten(t *testing.T) {
 	if got := names(); !slices.Equal(got, []string{"alive", "gone-holding"}) {
 		t.Fatalf("consumers %v, want alive back with its read", got)
 	}
+}
+
+// consumerNames lists the group's consumers, sorted.
+func consumerNames(t *testing.T, b *Broker) []string {
+	t.Helper()
+	consumers, err := b.client.XInfoConsumers(context.Background(), b.stream, b.opts.Group).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range consumers {
+		names = append(names, c.Name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func pendingCount(ctx context.Context, b *Broker) (int64, error) {

@@ -77,16 +77,7 @@ func TestWorkersCommitInParallel(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	consumers, err := b.client.XInfoConsumers(ctx, b.stream, b.opts.Group).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, c := range consumers {
-		names = append(names, c.Name)
-	}
-	slices.Sort(names)
-	if !slices.Equal(names, []string{"replica", "replica/2", "replica/3"}) {
+	if names := consumerNames(t, b); !slices.Equal(names, []string{"replica", "replica/2", "replica/3"}) {
 		t.Fatalf("consumers %v, want replica, replica/2, replica/3", names)
 	}
 }
