@@ -11,7 +11,7 @@ import (
 // A delivery needs remembering only until the broker has acknowledged its entry, which
 // uts.DeliveryRetention outlasts by far. A ticker started by Open deletes what is older, a
 // chunk per statement, so that no statement holds many row locks or runs long. Replicas
-// prune alike; two deleting the same rows is harmless (one waits, then finds them gone).
+// prune alike, each skipping the rows another is deleting.
 const (
 	pruneEvery     = 10 * time.Minute
 	pruneChunkRows = 5000
@@ -19,8 +19,11 @@ const (
 	pruneChunks = 1000
 )
 
+// SKIP LOCKED: replicas pruning at once take disjoint chunks instead of waiting on, or
+// deadlocking with, each other's rows.
 const pruneSQL = `DELETE FROM deliveries WHERE (delivery, topic, event_id) IN (
-	SELECT delivery, topic, event_id FROM deliveries WHERE recorded_at < $1 LIMIT $2)`
+	SELECT delivery, topic, event_id FROM deliveries WHERE recorded_at < $1 LIMIT $2
+	FOR UPDATE SKIP LOCKED)`
 
 // startPruning prunes every pruneEvery until the returned function is called, which waits
 // for a run in progress to stop. A failed run is retried at the next tick: until then the
