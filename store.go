@@ -57,11 +57,15 @@ func TallyOf(outcomes []Outcome) Tally {
 	return t
 }
 
-// EventQuery selects a page of stored events in processing order.
+// EventQuery selects a page of stored events in processing order, or newest first.
 type EventQuery struct {
 	Topic string // "" for every topic
 	After int64  // a Cursor; 0 for the start
 	Limit int
+	// Newest lists the newest first instead, from Before down: the latest events without
+	// scanning to the end, which is what a dashboard or a person wants to see.
+	Newest bool
+	Before int64 // with Newest, a Cursor: events processed before it; 0 for the newest
 }
 
 // Counters are the store's running totals. Once nothing is in flight,
@@ -105,7 +109,8 @@ type Store interface {
 	// fails it tries both again, which must not count the events twice. The delivery is
 	// recorded with an empty key, which no event has, so it cannot pass for an Append's.
 	DeadLetter(ctx context.Context, delivery string, n int) error
-	// Events returns up to q.Limit stored events with Cursor > q.After, in processing order.
+	// Events returns up to q.Limit stored events with Cursor > q.After, in processing order;
+	// with q.Newest, those with Cursor < q.Before (any when 0), newest first.
 	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
 	// Stats reads the counters and per-topic totals.
 	Stats(ctx context.Context) (Stats, error)

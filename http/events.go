@@ -26,8 +26,9 @@ const (
 
 const ndjson = "application/x-ndjson"
 
-// handleEvents lists stored events in processing order, a page at a time with a Link to the
-// next page, or all of them as NDJSON when the client asks for that.
+// handleEvents lists stored events in processing order (or, with order=desc, newest first),
+// a page at a time with a Link to the next page, or all of them as NDJSON when the client
+// asks for that.
 func handleEvents(store uts.Store, logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, err := eventQuery(r.URL.Query())
@@ -66,28 +67,54 @@ func eventQuery(params url.Values) (uts.EventQuery, error) {
 		}
 		q.Limit = n
 	}
+	switch params.Get("order") {
+	case "", "asc":
+	case "desc":
+		q.Newest = true
+	default:
+		return q, invalidParam("order", "must be asc (oldest first, the default) or desc (newest first)")
+	}
 	if raw := params.Get("after"); raw != "" {
+		if q.Newest {
+			return q, invalidParam("after", "goes with order=asc; newest-first pages go on with before")
+		}
 		n, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil || n < 0 {
 			return q, invalidParam("after", "must be an integer >= 0, the cursor from a Link header")
 		}
 		q.After = n
 	}
+	if raw := params.Get("before"); raw != "" {
+		if !q.Newest {
+			return q, invalidParam("before", "goes with order=desc; oldest-first pages go on with after")
+		}
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n < 1 {
+			return q, invalidParam("before", "must be an integer >= 1, the cursor from a Link header")
+		}
+		q.Before = n
+	}
 	return q, nil
 }
 
-func nextPageURL(q uts.EventQuery, after int64) string {
+// nextPageURL is the page after the one that ended at cursor last: later events, or with
+// order=desc earlier ones.
+func nextPageURL(q uts.EventQuery, last int64) string {
 	var b strings.Builder
 	b.WriteString("/events?")
 	if q.Topic != "" {
 		b.WriteString("topic=" + url.QueryEscape(q.Topic) + "&")
 	}
-	fmt.Fprintf(&b, "limit=%d&after=%d", q.Limit, after)
+	if q.Newest {
+		fmt.Fprintf(&b, "order=desc&limit=%d&before=%d", q.Limit, last)
+	} else {
+		fmt.Fprintf(&b, "limit=%d&after=%d", q.Limit, last)
+	}
 	return b.String()
 }
 
-// exportEvents streams every matching event from q.After on, ignoring q.Limit, one chunk
-// in memory at a time.
+// exportEvents streams every matching event from q.After on (with q.Newest, from q.Before
+// down), ignoring q.Limit, one chunk in memory at a time.
 func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts.EventQuery, logger *slog.Logger) {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -119,7 +146,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 		if err := rc.Flush(); err != nil || len(events) < q.Limit {
 			return
 		}
-		q.After = events[len(events)-1].Cursor
+		q.After, q.Before = events[len(events)-1].Cursor, events[len(events)-1].Cursor
 	}
 }
 

@@ -76,6 +76,58 @@ func TestEventsPaging(t *testing.T) {
 	}
 }
 
+// TestEventsNewestFirst pages with order=desc: the newest event first, each Link going on
+// with before, ending with the oldest; and the NDJSON export in the same order.
+func TestEventsNewestFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	mustStatus(t, e.publish(mustJSON(t, events("a b&c", 0, 25))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("other", 0, 7))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("a b&c", 25, 30))), http.StatusOK)
+
+	newest, pages := walkPages(t, e, "/events?topic=a+b%26c&order=desc&limit=7")
+	if pages != 5 || len(newest) != 30 {
+		t.Fatalf("%d events in %d pages, want 30 in 5", len(newest), pages)
+	}
+	for i, ev := range newest {
+		if want := fmt.Sprintf("a b&c-%d", 29-i); ev.EventID != want {
+			t.Errorf("event %d is %s, want %s: newest first", i, ev.EventID, want)
+		}
+	}
+	oldest, _ := walkPages(t, e, "/events?limit=10")
+	everything, _ := walkPages(t, e, "/events?order=desc&limit=10")
+	if len(everything) != len(oldest) || len(everything) != 37 {
+		t.Fatalf("all topics newest first: %d events, oldest first %d; want 37 each", len(everything), len(oldest))
+	}
+	for i := range everything {
+		if everything[i].Key() != oldest[len(oldest)-1-i].Key() {
+			t.Fatalf("event %d newest first is %v, want %v: the reverse of oldest first", i, everything[i].Key(), oldest[len(oldest)-1-i].Key())
+		}
+	}
+
+	req, err := http.NewRequest("GET", e.server.URL+"/events?topic=other&order=desc", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", ndjson)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ids []string
+	for lines := bufio.NewScanner(resp.Body); lines.Scan(); {
+		var ev uts.StoredEvent
+		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.EventID)
+	}
+	if want := "other-6 other-5 other-4 other-3 other-2 other-1 other-0"; strings.Join(ids, " ") != want {
+		t.Errorf("NDJSON newest first: %v, want %s", ids, want)
+	}
+}
+
 func TestEventsEmptyIsArray(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
@@ -99,6 +151,11 @@ func TestEventsBadQuery(t *testing.T) {
 		{"after=-1", "after"},
 		{"after=x", "after"},
 		{"after=1.5", "after"},
+		{"order=newest", "order"},
+		{"order=desc&after=3", "after"},
+		{"before=3", "before"},
+		{"order=desc&before=0", "before"},
+		{"order=desc&before=x", "before"},
 	} {
 		resp := e.do("GET", "/events?"+c.query, nil)
 		mustStatus(t, resp, http.StatusUnprocessableEntity)
@@ -109,6 +166,8 @@ func TestEventsBadQuery(t *testing.T) {
 		}
 	}
 	mustStatus(t, e.do("GET", "/events?limit=10000&after=0", nil), http.StatusOK)
+	mustStatus(t, e.do("GET", "/events?order=asc&after=0", nil), http.StatusOK)
+	mustStatus(t, e.do("GET", "/events?order=desc&before=5", nil), http.StatusOK)
 }
 
 func TestEventsNDJSONExport(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -22,14 +23,21 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 	}
 	// Two statements rather than one with "$2 = '' OR topic = $2", so that each keeps a plan
 	// that uses its index.
+	from, order, cursor := `seq > $1`, `seq`, q.After
+	if q.Newest {
+		from, order, cursor = `seq < $1`, `seq DESC`, q.Before
+		if cursor <= 0 {
+			cursor = math.MaxInt64
+		}
+	}
 	var rows pgx.Rows
 	var err error
 	if q.Topic == "" {
 		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE seq > $1 ORDER BY seq LIMIT $2`, q.After, q.Limit)
+			WHERE `+from+` ORDER BY `+order+` LIMIT $2`, cursor, q.Limit)
 	} else {
 		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE topic = $3 AND seq > $1 ORDER BY seq LIMIT $2`, q.After, q.Limit, q.Topic)
+			WHERE topic = $3 AND `+from+` ORDER BY `+order+` LIMIT $2`, cursor, q.Limit, q.Topic)
 	}
 	if err != nil {
 		return nil, wrap("list events", err)

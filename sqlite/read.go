@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/uts-events/uts"
@@ -18,14 +19,21 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 		return []uts.StoredEvent{}, nil
 	}
 	const columns = `SELECT seq, topic, event_id, ts, source, payload, processed_at FROM events `
+	from, order, cursor := `seq > ?`, `seq`, q.After
+	if q.Newest {
+		from, order, cursor = `seq < ?`, `seq DESC`, q.Before
+		if cursor <= 0 {
+			cursor = math.MaxInt64
+		}
+	}
 	var (
 		rows *sql.Rows
 		err  error
 	)
 	if q.Topic == "" {
-		rows, err = s.read.QueryContext(ctx, columns+`WHERE seq > ? ORDER BY seq LIMIT ?`, q.After, q.Limit)
+		rows, err = s.read.QueryContext(ctx, columns+`WHERE `+from+` ORDER BY `+order+` LIMIT ?`, cursor, q.Limit)
 	} else {
-		rows, err = s.read.QueryContext(ctx, columns+`WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?`, q.Topic, q.After, q.Limit)
+		rows, err = s.read.QueryContext(ctx, columns+`WHERE topic = ? AND `+from+` ORDER BY `+order+` LIMIT ?`, q.Topic, cursor, q.Limit)
 	}
 	if err != nil {
 		return nil, classify(ctx, "events", err)

@@ -133,6 +133,18 @@ func testEventsPaging(t *testing.T, opener Opener) {
 	sameEvents(t, page(uts.EventQuery{Topic: "pb", After: cursor(all[0]), Limit: 10}), pb1, pb2)
 
 	sameEvents(t, page(uts.EventQuery{Topic: "no-such-topic", Limit: 10}))
+
+	// Newest first, paged down by Before, across topics and within one.
+	n1 := page(uts.EventQuery{Newest: true, Limit: 2})
+	sameEvents(t, n1, pb2, pa3)
+	n2 := page(uts.EventQuery{Newest: true, Before: cursor(n1[1]), Limit: 2})
+	sameEvents(t, n2, pa2, pb1)
+	n3 := page(uts.EventQuery{Newest: true, Before: cursor(n2[1]), Limit: 2})
+	sameEvents(t, n3, pa1)
+	sameEvents(t, page(uts.EventQuery{Newest: true, Before: cursor(n3[0]), Limit: 2}))
+	sameEvents(t, page(uts.EventQuery{Newest: true, Topic: "pa", Limit: 2}), pa3, pa2)
+	sameEvents(t, page(uts.EventQuery{Newest: true, Topic: "pa", Before: cursor(all[2]), Limit: 10}), pa1)
+	sameEvents(t, page(uts.EventQuery{Newest: true, Topic: "no-such-topic", Limit: 10}))
 }
 
 func testReopen(t *testing.T, opener Opener) {
