@@ -1,5 +1,6 @@
 // The live dashboard. It polls GET /stats every second, derives rates from successive counter
-// readings, and pages GET /events by its after cursor. No framework, nothing fetched from
+// readings, and pages GET /events: newest first (order=desc) to the latest and older pages,
+// by the after cursor to newer ones. No framework, nothing fetched from
 // elsewhere: the page must work from the binary alone, offline.
 "use strict";
 
@@ -11,7 +12,6 @@
   const CHART_MAX_S = 300; // the chart shows at most the last five minutes...
   const CHART_MIN_S = 60; // ...and at least one, so a fresh page is not all squashed
   const TOKEN_KEY = "uts.readToken";
-  const MAX_PROBES = 128; // bounds one cursor search, whatever the server answers
 
   const $ = (id) => document.getElementById(id);
   const numberFormat = new Intl.NumberFormat("en-US");
@@ -48,86 +48,42 @@
     throw new Error(`${path}: ${message}`);
   }
 
-  // nextCursor reads the after cursor of the next page from a Link header.
-  function nextCursor(link) {
+  // linkCursor reads a cursor parameter of the next page from a Link header.
+  function linkCursor(link, name) {
     const m = /<([^>]*)>\s*;\s*rel="next"/.exec(link || "");
     if (!m) return null;
-    const after = new URL(m[1], location.origin).searchParams.get("after");
-    return after === null ? null : Number(after);
+    const value = new URL(m[1], location.origin).searchParams.get(name);
+    return value === null ? null : Number(value);
   }
 
+  // fetchPage is the page of events after the cursor `after`, oldest first.
   async function fetchPage(topic, after) {
     const query = new URLSearchParams({ limit: String(PAGE), after: String(after) });
     if (topic) query.set("topic", topic);
     const resp = await api("/events?" + query);
-    return { after, events: await resp.json(), next: nextCursor(resp.headers.get("Link")) };
+    return { after, events: await resp.json(), next: linkCursor(resp.headers.get("Link"), "after") };
   }
 
-  // pager fetches each cursor's page once per search.
-  function pager(topic) {
-    const pages = new Map();
-    return (after) => {
-      if (!pages.has(after)) pages.set(after, fetchPage(topic, after));
-      return pages.get(after);
-    };
+  // pageBefore is the PAGE events processed before the cursor `before` (the newest ones when
+  // it is null), read newest first with order=desc and shown oldest first. Its own `after` is
+  // just below its oldest event, whose cursor the Link header names; 0 when none is older.
+  async function pageBefore(topic, before, next) {
+    const query = new URLSearchParams({ order: "desc", limit: String(PAGE) });
+    if (before !== null) query.set("before", String(before));
+    if (topic) query.set("topic", topic);
+    const resp = await api("/events?" + query);
+    const events = (await resp.json()).reverse();
+    const oldest = linkCursor(resp.headers.get("Link"), "before");
+    return { after: oldest === null ? 0 : oldest - 1, events, next };
   }
 
-  // smallestTrue finds the smallest cursor >= 0 where pred turns true (pred is false below it
-  // and true from it on), galloping from hint and then bisecting: a good hint costs two
-  // requests, none costs two logarithms of the cursor.
-  async function smallestTrue(pred, hint) {
-    let probes = 0;
-    const test = (c) => {
-      if (++probes > MAX_PROBES) throw new Error("the cursor search did not settle");
-      return pred(c);
-    };
-    let lo = -1; // pred is false here (or below every cursor)
-    let hi = Math.max(0, Math.floor(hint)); // pred is true here, once established
-    if (await test(hi)) {
-      for (let step = 1; hi > 0; step *= 2) {
-        const c = Math.max(0, hi - step);
-        if (!(await test(c))) { lo = c; break; }
-        hi = c;
-      }
-    } else {
-      lo = hi;
-      for (let step = 1; ; step *= 2) {
-        const c = lo + step;
-        if (await test(c)) { hi = c; break; }
-        lo = c;
-      }
-    }
-    while (hi - lo > 1) {
-      const mid = Math.floor((lo + hi) / 2);
-      if (await test(mid)) hi = mid; else lo = mid;
-    }
-    return hi;
-  }
+  // newestPage is the last PAGE events.
+  const newestPage = (topic) => pageBefore(topic, null, null);
 
-  // newestPage is the last PAGE events: the page from the smallest cursor with no next page.
-  async function newestPage(topic, hint) {
-    const page = pager(topic);
-    const after = await smallestTrue(async (c) => (await page(c)).next === null, hint);
-    return page(after);
-  }
+  // olderPage is the PAGE events up to the cursor `after` of the page shown, whose own first
+  // event follows them: going newer from it comes back to that page.
+  const olderPage = (topic, after) => pageBefore(topic, after + 1, after);
 
-  // olderPage is the PAGE events just before the cursor `before`. The page from cursor c holds
-  // fewer than PAGE events up to `before` exactly when its next cursor lies beyond `before`.
-  async function olderPage(topic, before, firstShown) {
-    const page = pager(topic);
-    const fewer = async (c) => {
-      const p = await page(c);
-      return p.next === null || p.next > before;
-    };
-    const c = await smallestTrue(fewer, Math.max(0, before - PAGE));
-    if (c > 0) return page(c - 1);
-    // Fewer than a page remain: the first page, cut where the shown page begins.
-    const first = await page(0);
-    const cut = first.events.findIndex((e) => sameEvent(e, firstShown));
-    return { after: 0, events: cut < 0 ? first.events : first.events.slice(0, cut), next: before };
-  }
-
-  const sameEvent = (a, b) => !!a && !!b && a.topic === b.topic && a.event_id === b.event_id;
   const eventKey = (e) => e.topic + "\u0000" + e.event_id;
 
   // --- Polling ---------------------------------------------------------------------------
@@ -357,16 +313,14 @@
     return t ? t.unique : 0;
   }
 
-  // refreshLive keeps the live view on the newest page. The hint moves the last cursor by
-  // the number of new events, which is exact where cursors are dense and close elsewhere.
+  // refreshLive keeps the live view on the newest page, read again when the count moved.
   async function refreshLive() {
     const v = state.view;
     if (!v.live) return;
     const count = matching();
     if (v.loaded && count === v.count) return;
-    const hint = v.loaded ? v.after + (count - v.count) : count - PAGE;
     const generation = v.generation;
-    const page = await newestPage(v.topic, hint);
+    const page = await newestPage(v.topic);
     if (generation !== state.view.generation) return; // the filter or page changed meanwhile
     showPage(page, true, count);
   }
@@ -427,7 +381,7 @@
 
   function showLatest() {
     const topic = state.view.topic;
-    goTo(() => newestPage(topic, matching() - PAGE), true);
+    goTo(() => newestPage(topic), true);
   }
 
   function filterBy(topic) {
@@ -585,7 +539,7 @@
     $("page-latest").addEventListener("click", showLatest);
     $("page-older").addEventListener("click", () => {
       const v = state.view, topic = v.topic;
-      goTo(() => olderPage(topic, v.after, v.events[0]), false);
+      goTo(() => olderPage(topic, v.after), false);
     });
     $("page-newer").addEventListener("click", () => {
       const v = state.view, topic = v.topic, next = v.next;
