@@ -2,42 +2,63 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/uts-events/uts"
 )
 
-// ExplainAppend returns the plan the store's sessions use for a batch, the generic one that
-// prepared statements end up with.
+// ErrNoAutoExplain says the server would not load auto_explain for this user.
+var ErrNoAutoExplain = errors.New("auto_explain cannot be loaded (it needs a superuser)")
+
+// ExplainAppend returns the plan the store's sessions use for a batch: the generic one that
+// prepared statements end up with, forced at once. EXPLAIN of the statement itself would
+// plan it for these very arguments instead, so the plan is read from auto_explain, which
+// sends it as a notice when the prepared statement runs (in a transaction rolled back, so
+// nothing is stored). A connection of its own, configured as the store's pool is.
 func (s *Store) ExplainAppend(ctx context.Context, events []uts.Event) (string, error) {
-	pooled, err := s.pool.Acquire(ctx)
+	config := s.pool.Config().ConnConfig.Copy()
+	var plans []string
+	config.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if strings.Contains(n.Message, "plan:") {
+			plans = append(plans, n.Message)
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, config)
 	if err != nil {
 		return "", err
 	}
-	// The setting stays with the connection: take it out of the pool and close it after.
-	conn := pooled.Hijack()
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
-		return "", err
+	if _, err := conn.Exec(ctx, "LOAD 'auto_explain'"); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoAutoExplain, err)
+	}
+	for _, set := range []string{"SET auto_explain.log_min_duration = 0", "SET auto_explain.log_level = notice",
+		"SET plan_cache_mode = force_generic_plan"} {
+		if _, err := conn.Exec(ctx, set); err != nil {
+			return "", err
+		}
 	}
 	query, args, err := appendStatement(events)
 	if err != nil {
 		return "", err
 	}
-	var plan string
-	rows, err := conn.Query(ctx, "EXPLAIN "+query, args...)
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return "", err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			return "", err
-		}
-		plan += line + "\n"
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, query, args...); err != nil {
+		return "", err
 	}
-	return plan, rows.Err()
+	if len(plans) == 0 {
+		return "", errors.New("auto_explain sent no plan")
+	}
+	return strings.Join(plans, "\n"), nil
 }
 
 // PruneDeliveries runs one pruning of the deliveries recorded before cutoff.
