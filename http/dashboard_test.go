@@ -66,6 +66,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do(chromedp.SendKeys(chromedp.ID("token-input"), readToken), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
 	b.waitFor("the live state with the token", func(v pageView) bool { return v.Conn == "live" && !v.AuthShown })
 
+
 	conflict := event("orders", 3)
 	conflict["payload"] = map[string]any{"n": "changed"}
 	for _, batch := range [][]map[string]any{
@@ -78,6 +79,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		return v.totals(49, 38, 11, 1) &&
 			v.topic("orders", 30, 11, 1) && v.topic("payments", 5, 0, 0) && v.topic("users", 3, 0, 0)
 	})
+
+	// The Metrics link, which cannot carry the token, shows /metrics in the page instead.
+	b.do(chromedp.Click(chromedp.ID("metrics-link")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("metrics-text").textContent.includes("uts_up")`,
+			chromedp.WithPollingTimeout(10*time.Second)))
+	metrics, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.ID("metrics-text")))
+	if err != nil {
+		t.Fatalf("read the metrics view: %v", err)
+	}
+	b.do(chromedp.Click(chromedp.ID("metrics-close")))
+	if !strings.Contains(metrics, "uts_up 1") { // the test env's metrics handler
+		t.Fatalf("the metrics view shows %.200q, want the Prometheus text", metrics)
+	}
 
 	for _, batch := range [][]map[string]any{events("orders", 30, 45), events("users", 0, 3), events("audit", 0, 2)} {
 		mustStatus(t, e.publish(mustJSON(t, batch)), http.StatusOK)

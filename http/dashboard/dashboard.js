@@ -86,6 +86,26 @@
 
   const eventKey = (e) => e.topic + "\u0000" + e.event_id;
 
+  // showMetrics shows GET /metrics in the page when reads need a token: a link cannot send
+  // one, and would get a 401. Without a token the link is followed as it is.
+  async function showMetrics(ev) {
+    if (!state.token) return;
+    ev.preventDefault();
+    const view = $("metrics-view");
+    const text = $("metrics-text");
+    view.hidden = false;
+    text.textContent = "Loading…";
+    try {
+      const resp = await fetch("/metrics", {
+        headers: { Accept: "text/plain", Authorization: "Bearer " + state.token },
+        cache: "no-store",
+      });
+      text.textContent = resp.ok ? await resp.text() : `${resp.status} ${resp.statusText}: ${await resp.text()}`;
+    } catch (err) {
+      text.textContent = "Failed: " + err.message;
+    }
+  }
+
   // --- Polling ---------------------------------------------------------------------------
 
   async function poll() {
@@ -516,6 +536,8 @@
       `curl -X POST ${location.origin}/publish -H 'Content-Type: application/json' \\\n` +
       `  -d '{"topic":"orders","event_id":"o-1","timestamp":"${new Date().toISOString()}","source":"shop","payload":{"amount":12}}'`;
     $("token-input").value = state.token;
+    $("metrics-link").addEventListener("click", showMetrics);
+    $("metrics-close").addEventListener("click", () => ($("metrics-view").hidden = true));
     $("token-toggle").addEventListener("click", () => ($("auth").hidden ? askForToken(null) : closeTokenForm()));
     $("token-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
