@@ -87,16 +87,18 @@ var (
 	maxTime = time.Unix(0, math.MaxInt64)
 )
 
-// DeadLetter counts n events that a broker gave up on, once per delivery; see uts.Store.
-func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
-	if n <= 0 {
+// DeadLetter counts the events of a delivery a broker gave up on, once; see uts.Store.
+func (s *Store) DeadLetter(ctx context.Context, g uts.GivenUp) error {
+	if g.Events <= 0 {
 		return nil
 	}
 	return s.withWriter(ctx, func() error {
 		return s.transaction(ctx, func() error {
-			if delivery != "" {
+			if g.Delivery != "" {
 				bind := binder{stmt: s.writes.recordDeadLetter}
-				bind.text(delivery)
+				bind.text(g.Delivery)
+				bind.text(g.First.Topic)
+				bind.text(g.First.EventID)
 				bind.int64(time.Now().UnixNano())
 				if bind.err != nil {
 					return classify(ctx, "dead letter", bind.err)
@@ -105,10 +107,10 @@ func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
 					return classify(ctx, "dead letter", err)
 				}
 				if s.writer.Changes() == 0 {
-					return nil // counted before
+					return nil // counted before, or committed
 				}
 			}
-			err := s.writes.deadLetter.BindInt64(1, int64(n))
+			err := s.writes.deadLetter.BindInt64(1, int64(g.Events))
 			if err == nil {
 				err = s.writes.deadLetter.Exec()
 			}
