@@ -68,17 +68,6 @@ type EventQuery struct {
 	Before int64 // with Newest, a Cursor: events processed before it; 0 for the newest
 }
 
-// GivenUp is a broker delivery given up on (see Store.DeadLetter).
-type GivenUp struct {
-	// Delivery names it, as its events' Delivery did; "" counts every time.
-	Delivery string
-	// First is the key of its first event, which a delivery is recorded with; the zero Key
-	// when none could be decoded.
-	First Key
-	// Events is how many events it held.
-	Events int
-}
-
 // Counters are the store's running totals. Once nothing is in flight,
 // Received == UniqueProcessed + DuplicateDropped + DeadLettered.
 type Counters struct {
@@ -114,13 +103,12 @@ type Store interface {
 	// restarts. Outcomes are in batch order; within a batch the first occurrence of a key wins.
 	// On error nothing of the batch is stored or counted.
 	Append(ctx context.Context, events []Event) ([]Outcome, error)
-	// DeadLetter counts the events of a delivery a broker gave up on: received and
-	// dead_lettered both grow by g.Events, so the totals still add up. A delivery is recorded
-	// as Append records it, with the key of its first event, in the same transaction as the
-	// count: it is counted once however often the broker tries to move it aside, and a
-	// delivery is either dead-lettered or committed, never both, even when one replica gives
-	// an entry up while another commits it.
-	DeadLetter(ctx context.Context, g GivenUp) error
+	// DeadLetter counts n events that a broker gave up on: received and dead_lettered both
+	// grow by n, so the totals still add up. A non-empty delivery (the entry given up on) is
+	// counted once: the broker counts before it moves the entry aside, and when the move
+	// fails it tries both again, which must not count the events twice. The delivery is
+	// recorded with an empty key, which no event has, so it cannot pass for an Append's.
+	DeadLetter(ctx context.Context, delivery string, n int) error
 	// Events returns up to q.Limit stored events with Cursor > q.After, in processing order;
 	// with q.Newest, those with Cursor < q.Before (any when 0), newest first.
 	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)

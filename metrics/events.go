@@ -19,13 +19,13 @@ func (m *Metrics) Committed(batch int, t uts.Tally, d time.Duration) {
 
 // DeadLetters wraps a dead-letter func (Store.DeadLetter, handed to the Redis broker) so
 // that the events it counts are counted here too, once the store has taken them.
-func (m *Metrics) DeadLetters(deadLetter func(ctx context.Context, g uts.GivenUp) error) func(ctx context.Context, g uts.GivenUp) error {
+func (m *Metrics) DeadLetters(deadLetter func(ctx context.Context, delivery string, n int) error) func(ctx context.Context, delivery string, n int) error {
 	dead := m.events.WithLabelValues(OutcomeDeadLettered)
-	return func(ctx context.Context, g uts.GivenUp) error {
-		if err := deadLetter(ctx, g); err != nil {
+	return func(ctx context.Context, delivery string, n int) error {
+		if err := deadLetter(ctx, delivery, n); err != nil {
 			return err
 		}
-		dead.Add(float64(g.Events))
+		dead.Add(float64(n))
 		return nil
 	}
 }

@@ -208,11 +208,11 @@ func TestDeadLettersAreCountedOnceTheStoreHasThem(t *testing.T) {
 	t.Parallel()
 	a := newAggregator(t)
 	deadLetter := a.metrics.DeadLetters(a.store.DeadLetter)
-	if err := deadLetter(t.Context(), uts.GivenUp{Events: 3}); err != nil {
+	if err := deadLetter(t.Context(), "", 3); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
 	a.store.Close() // a closed store refuses: nothing more may be counted
-	if err := deadLetter(t.Context(), uts.GivenUp{Events: 5}); err == nil {
+	if err := deadLetter(t.Context(), "", 5); err == nil {
 		t.Fatal("DeadLetter on a closed store succeeded")
 	}
 	families := a.scrape(t)

@@ -428,13 +428,13 @@ func (b *appendBatch) outcomes(skipped []int32, stored [][]byte, redelivered []i
 }
 
 // deadLetterSQL counts $2 events in shard $1, once per delivery $3 (see uts.Store): the
-// delivery goes in first, with its first event's key ($4, $5) as Append records it, and the
-// count only if it was new. A replica dead-lettering or committing the same entry at once
-// waits on the first's row, then finds it and counts nothing.
+// delivery goes in first, under the empty key no event has, and the count only if it was
+// new. A replica dead-lettering the same entry at once waits on the first's row, then finds
+// it and counts nothing.
 const deadLetterSQL = `
 WITH recorded AS (
     INSERT INTO deliveries (delivery, topic, event_id)
-    SELECT $3, $4, $5 WHERE $3 <> ''
+    SELECT $3, '', '' WHERE $3 <> ''
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
@@ -442,17 +442,16 @@ INSERT INTO dead_letters AS d (shard, count)
 SELECT $1, $2 WHERE $3 = '' OR EXISTS (SELECT FROM recorded)
 ON CONFLICT (shard) DO UPDATE SET count = d.count + excluded.count`
 
-// DeadLetter counts the events of a delivery a broker gave up on, in a random shard like
-// Append's counters, once.
-func (s *Store) DeadLetter(ctx context.Context, g uts.GivenUp) error {
-	n := g.Events
+// DeadLetter counts n events a broker gave up on, in a random shard like Append's counters,
+// once per delivery.
+func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("postgres: dead letter: negative count %d", n)
 	}
 	if n == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, deadLetterSQL, rand.IntN(counterShards), n, g.Delivery, g.First.Topic, g.First.EventID)
+	_, err := s.pool.Exec(ctx, deadLetterSQL, rand.IntN(counterShards), n, delivery)
 	if err != nil {
 		return wrap("dead letter", err)
 	}

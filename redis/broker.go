@@ -54,7 +54,7 @@ type Options struct {
 	Logger        *slog.Logger
 	// DeadLetter is told of every entry given up on, so the store's totals still add up
 	// (main wires it to Store.DeadLetter). Nil means nobody needs to know.
-	DeadLetter func(ctx context.Context, g uts.GivenUp) error
+	DeadLetter func(ctx context.Context, delivery string, n int) error
 }
 
 func (o Options) withDefaults() Options {

@@ -317,10 +317,10 @@ func TestPoisonEntryIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	}
 	b := openTest(t, Options{
 		MaxDeliveries: 3,
-		DeadLetter: func(ctx context.Context, g uts.GivenUp) error {
+		DeadLetter: func(ctx context.Context, delivery string, n int) error {
 			counted.Lock()
 			defer counted.Unlock()
-			counted.n += g.Events
+			counted.n += n
 			return nil
 		},
 	})
@@ -381,10 +381,10 @@ func TestUndecodableEntriesAreDeadLetteredAtOnce(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	counted := 0
-	b := openTest(t, Options{DeadLetter: func(ctx context.Context, g uts.GivenUp) error {
+	b := openTest(t, Options{DeadLetter: func(ctx context.Context, delivery string, n int) error {
 		mu.Lock()
 		defer mu.Unlock()
-		counted += g.Events
+		counted += n
 		return nil
 	}})
 	ctx := context.Background()
@@ -418,10 +418,10 @@ func TestStoreOutageDoesNotDeadLetter(t *testing.T) {
 		KeyPrefix:     prefix,
 		MaxDeliveries: 2,
 		ClaimIdle:     100 * time.Millisecond,
-		DeadLetter: func(ctx context.Context, g uts.GivenUp) error {
+		DeadLetter: func(ctx context.Context, delivery string, n int) error {
 			mu.Lock()
 			defer mu.Unlock()
-			counted += g.Events
+			counted += n
 			return nil
 		},
 	}
@@ -543,10 +543,10 @@ func TestFailedMoveLeavesTheEntryPending(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	asked := map[string]int{}
-	b := openTest(t, Options{MaxDeliveries: 1, DeadLetter: func(ctx context.Context, g uts.GivenUp) error {
+	b := openTest(t, Options{MaxDeliveries: 1, DeadLetter: func(ctx context.Context, delivery string, n int) error {
 		mu.Lock()
 		defer mu.Unlock()
-		asked[g.Delivery]++
+		asked[delivery]++
 		return nil
 	}})
 	ctx := context.Background()

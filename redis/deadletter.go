@@ -53,11 +53,7 @@ func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
 func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, reason error) {
 	redisCtx := context.WithoutCancel(ctx)
 	id := e.id
-	given := uts.GivenUp{Delivery: id, Events: max(1, len(e.events))}
-	if len(e.events) > 0 {
-		given.First = e.events[0].Key()
-	}
-	if err := c.countDeadLetter(ctx, given); err != nil {
+	if err := c.countDeadLetter(ctx, id, max(1, len(e.events))); err != nil {
 		c.log.WarnContext(ctx, "count dead letter failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
@@ -74,15 +70,15 @@ func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, re
 	c.log.ErrorContext(ctx, "entry dead-lettered", "id", id, "events", len(e.events), "stream", c.dead, "deliveries", deliveries, "err", reason)
 }
 
-// countDeadLetter tells DeadLetter of an entry given up on, waiting while the store is
+// countDeadLetter tells DeadLetter of the n events of entry id, waiting while the store is
 // unavailable.
-func (c *consumer) countDeadLetter(ctx context.Context, given uts.GivenUp) error {
+func (c *consumer) countDeadLetter(ctx context.Context, id string, n int) error {
 	if c.opts.DeadLetter == nil {
 		return nil
 	}
 	retry := newBackoff()
 	for {
-		err := c.opts.DeadLetter(context.WithoutCancel(ctx), given)
+		err := c.opts.DeadLetter(context.WithoutCancel(ctx), id, n)
 		if err == nil || uts.KindOf(err) != uts.KindUnavailable {
 			return err
 		}

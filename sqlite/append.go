@@ -87,18 +87,16 @@ var (
 	maxTime = time.Unix(0, math.MaxInt64)
 )
 
-// DeadLetter counts the events of a delivery a broker gave up on, once; see uts.Store.
-func (s *Store) DeadLetter(ctx context.Context, g uts.GivenUp) error {
-	if g.Events <= 0 {
+// DeadLetter counts n events that a broker gave up on, once per delivery; see uts.Store.
+func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
+	if n <= 0 {
 		return nil
 	}
 	return s.withWriter(ctx, func() error {
 		return s.transaction(ctx, func() error {
-			if g.Delivery != "" {
+			if delivery != "" {
 				bind := binder{stmt: s.writes.recordDeadLetter}
-				bind.text(g.Delivery)
-				bind.text(g.First.Topic)
-				bind.text(g.First.EventID)
+				bind.text(delivery)
 				bind.int64(time.Now().UnixNano())
 				if bind.err != nil {
 					return classify(ctx, "dead letter", bind.err)
@@ -107,10 +105,10 @@ func (s *Store) DeadLetter(ctx context.Context, g uts.GivenUp) error {
 					return classify(ctx, "dead letter", err)
 				}
 				if s.writer.Changes() == 0 {
-					return nil // counted before, or committed
+					return nil // counted before
 				}
 			}
-			err := s.writes.deadLetter.BindInt64(1, int64(g.Events))
+			err := s.writes.deadLetter.BindInt64(1, int64(n))
 			if err == nil {
 				err = s.writes.deadLetter.Exec()
 			}

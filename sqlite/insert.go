@@ -23,7 +23,7 @@ type writeStatements struct {
 	addCounters  *sqlite3.Stmt
 	addTopic     *sqlite3.Stmt
 	deadLetter   *sqlite3.Stmt
-	// recordDeadLetter records a dead-lettered delivery as Append records one.
+	// recordDeadLetter records a dead-lettered delivery under the empty key, which no event has.
 	recordDeadLetter *sqlite3.Stmt
 	prune        *sqlite3.Stmt
 	begin        *sqlite3.Stmt
@@ -59,7 +59,7 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 			conflicts = conflicts + excluded.conflicts,
 			last_event_at = CASE WHEN excluded.unique_processed > 0 THEN excluded.last_event_at ELSE last_event_at END`)
 	w.deadLetter = prepare(`UPDATE counters SET received = received + ?1, dead_lettered = dead_lettered + ?1 WHERE id = 1`)
-	w.recordDeadLetter = prepare(`INSERT INTO deliveries (delivery, topic, event_id, recorded_at) VALUES (?, ?, ?, ?)
+	w.recordDeadLetter = prepare(`INSERT INTO deliveries (delivery, topic, event_id, recorded_at) VALUES (?, '', '', ?)
 		ON CONFLICT DO NOTHING`)
 	w.prune = prepare(pruneSQL)
 	w.begin = prepare(`BEGIN IMMEDIATE`)

@@ -49,7 +49,7 @@ func TestClosedStoreIsUnavailable(t *testing.T) {
 	}
 	checks := map[string]error{
 		"Ping":       s.Ping(t.Context()),
-		"DeadLetter": s.DeadLetter(t.Context(), uts.GivenUp{Events: 1}),
+		"DeadLetter": s.DeadLetter(t.Context(), "", 1),
 	}
 	_, checks["Append"] = s.Append(t.Context(), []uts.Event{event("a")})
 	_, checks["Events"] = s.Events(t.Context(), uts.EventQuery{Limit: 10})

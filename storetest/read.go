@@ -14,13 +14,13 @@ func testCounters(t *testing.T, opener Opener) {
 	}
 
 	appendOK(t, s, newEvent("t", "a"), newEvent("t", "b"), newEvent("t", "a"))
-	if err := s.DeadLetter(t.Context(), uts.GivenUp{Events: 4}); err != nil {
+	if err := s.DeadLetter(t.Context(), "", 4); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
 	other := newEvent("t", "b")
 	other.Source = "elsewhere"
 	appendOK(t, s, other)
-	if err := s.DeadLetter(t.Context(), uts.GivenUp{Events: 1}); err != nil {
+	if err := s.DeadLetter(t.Context(), "", 1); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
 
@@ -154,7 +154,7 @@ func testReopen(t *testing.T, opener Opener) {
 	}
 	a, b := newEvent("t", "a"), newEvent("u", "b")
 	appendOK(t, first, a, b, a)
-	if err := first.DeadLetter(t.Context(), uts.GivenUp{Events: 2}); err != nil {
+	if err := first.DeadLetter(t.Context(), "", 2); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
 	before := stats(t, first)

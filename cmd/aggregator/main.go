@@ -173,7 +173,7 @@ func openStore(ctx context.Context, db string) (uts.Store, error) {
 	}
 }
 
-func openBroker(ctx context.Context, cfg config, deadLetter func(ctx context.Context, g uts.GivenUp) error, logger *slog.Logger) (uts.Broker, error) {
+func openBroker(ctx context.Context, cfg config, deadLetter func(ctx context.Context, delivery string, n int) error, logger *slog.Logger) (uts.Broker, error) {
 	if cfg.Broker == "" {
 		return inproc.New(inproc.Options{
 			QueueEvents: cfg.QueueEvents, BatchEvents: cfg.BatchEvents, Linger: cfg.Linger, Workers: cfg.Workers,
