@@ -25,11 +25,12 @@ type entry struct {
 
 // decode reads an entry's events. They were validated before they were queued; decoding
 // validates them again, so that an entry someone else wrote to the stream cannot reach the
-// store malformed. Every event's Delivery is the entry ID: the entry is one delivery, which
-// every redelivery repeats whole and in order, so the store counts its events once however
-// often a lost answer makes us commit it. Entries of earlier versions hold one event in
-// fieldEvent, under the same ID.
-func decode(m goredis.XMessage) (entry, error) {
+// store malformed. Every event's Delivery is the entry's (see delivery): the entry is one
+// delivery, which every redelivery repeats whole and in order, so the store counts its
+// events once however often a lost answer makes us commit it. Entries of earlier versions
+// hold one event in fieldEvent, delivered under the bare entry ID, as those versions
+// recorded it.
+func (b *Broker) decode(m goredis.XMessage) (entry, error) {
 	data, counted := m.Values[fieldEvents].(string)
 	ok := counted
 	if !ok {
@@ -42,8 +43,12 @@ func decode(m goredis.XMessage) (entry, error) {
 	if err != nil {
 		return entry{}, fmt.Errorf("decode events: %w", err)
 	}
+	delivery := m.ID
+	if counted {
+		delivery = b.delivery(m.ID)
+	}
 	for i := range events {
-		events[i].Delivery = m.ID
+		events[i].Delivery = delivery
 	}
 	e := entry{id: m.ID, events: events, fields: m.Values}
 	if counted {
@@ -51,6 +56,10 @@ func decode(m goredis.XMessage) (entry, error) {
 	}
 	return e, nil
 }
+
+// delivery names entry id for the store: the stream's key and the ID, since IDs are unique
+// within a stream only, and several streams (key prefixes) may share one store.
+func (b *Broker) delivery(id string) string { return b.stream + "/" + id }
 
 func idsOf(entries []entry) []string {
 	ids := make([]string, len(entries))
@@ -82,7 +91,7 @@ func (c *consumer) process(ctx context.Context, msgs []goredis.XMessage) {
 			vanished = append(vanished, m.ID)
 			continue
 		}
-		e, err := decode(m)
+		e, err := c.decode(m)
 		if err != nil {
 			// No retry can make it decodable.
 			c.deadLetter(ctx, entry{id: m.ID, fields: m.Values}, 0, err)

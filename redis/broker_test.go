@@ -217,13 +217,13 @@ func TestPublishIsAllOrNothingOnOneStream(t *testing.T) {
 	}
 	var got []uts.Event
 	for i, m := range entries {
-		e, err := decode(m)
+		e, err := b.decode(m)
 		if err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 		for j, ev := range e.events {
-			if ev.Delivery != m.ID {
-				t.Errorf("entry %d event %d: delivery %q, want the entry ID %q", i, j, ev.Delivery, m.ID)
+			if want := b.stream + "/" + m.ID; ev.Delivery != want {
+				t.Errorf("entry %d event %d: delivery %q, want the stream and entry ID %q", i, j, ev.Delivery, want)
 			}
 		}
 		got = append(got, e.events...)
@@ -371,7 +371,7 @@ func TestPoisonEntryIsDeadLetteredAfterMaxDeliveries(t *testing.T) {
 	if got := dead[0].Values["error"]; got != errRejected.Error() {
 		t.Errorf("dead letter error = %q, want %q", got, errRejected)
 	}
-	e, err := decode(dead[0])
+	e, err := b.decode(dead[0])
 	if err != nil || len(e.events) != len(poisonEntry) || e.events[0].ContentHash() != poison.ContentHash() {
 		t.Errorf("dead letter does not hold the original entry: %v", err)
 	}
@@ -584,7 +584,7 @@ func TestFailedMoveLeavesTheEntryPending(t *testing.T) {
 	if len(asked) != 1 {
 		t.Errorf("the store was asked to count deliveries %v, want one entry's, every time", asked)
 	}
-	if _, ok := asked[dead[0].Values["id"].(string)]; !ok {
+	if _, ok := asked[b.delivery(dead[0].Values["id"].(string))]; !ok {
 		t.Errorf("the store was asked to count %v, not the dead entry %v", asked, dead[0].Values["id"])
 	}
 }

@@ -53,7 +53,7 @@ func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
 func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, reason error) {
 	redisCtx := context.WithoutCancel(ctx)
 	id := e.id
-	if err := c.countDeadLetter(ctx, id, max(1, len(e.events))); err != nil {
+	if err := c.countDeadLetter(ctx, c.delivery(id), max(1, len(e.events))); err != nil {
 		c.log.WarnContext(ctx, "count dead letter failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
