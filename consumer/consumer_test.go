@@ -1,18 +1,19 @@
 package consumer_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/consumer"
+	"github.com/uts-events/uts/internal/testenv"
 	"github.com/uts-events/uts/sqlite"
 )
 
@@ -41,16 +42,7 @@ func newEvents(tag string, n int) []uts.Event {
 }
 
 // logLines collects a JSON handler's output, one decoded record per line.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ testenv.Buffer }
 
 func (l *logLines) logger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: level}))
@@ -59,12 +51,10 @@ func (l *logLines) logger(level slog.Level) *slog.Logger {
 // withMessage returns the records whose msg is message.
 func (l *logLines) withMessage(t *testing.T, message string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var records []map[string]any
-	for line := range bytes.Lines(l.buf.Bytes()) {
+	for line := range strings.Lines(l.String()) {
 		var record map[string]any
-		if err := json.Unmarshal(line, &record); err != nil {
+		if err := json.Unmarshal([]byte(line), &record); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
 		if record["msg"] == message {

@@ -9,9 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 func testConfig(urls ...string) Config {
@@ -286,28 +287,16 @@ func TestRunStopsAfterDuration(t *testing.T) {
 	}
 }
 
-// syncBuffer lets the progress goroutine write while the test waits.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 func TestRunDrawsProgress(t *testing.T) {
 	t.Parallel()
 	_, srv := newTestAggregator(t, nil)
 	cfg := testConfig(srv.URL)
 	cfg.Events, cfg.Batch = 200, 20
-	var progress syncBuffer
+	var progress testenv.Buffer
 	if _, err := Run(testContext(t), cfg, &progress); err != nil {
 		t.Fatal(err)
 	}
-	out := progress.b.String()
+	out := progress.String()
 	if !strings.HasPrefix(out, "\r[") || !strings.HasSuffix(out, "\n") || !strings.Contains(out, "100% 200/200") {
 		t.Fatalf("progress output %q", out)
 	}
