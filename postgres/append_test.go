@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/internal/testenv"
 	"github.com/uts-events/uts/postgres"
+	"github.com/uts-events/uts/storetest"
 )
 
 func event(topic, id, content string) uts.Event {
@@ -523,4 +526,17 @@ func TestContentsOfOneKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailedPruningIsLogged: see storetest.FailedPruningIsLogged.
+func TestFailedPruningIsLogged(t *testing.T) {
+	t.Parallel()
+	storetest.FailedPruningIsLogged(t, func(w io.Writer) (uts.Store, func()) {
+		s, err := postgres.Open(t.Context(), testenv.PostgresSchema(t),
+			postgres.WithLogger(slog.New(slog.NewTextHandler(w, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() { s.Prune(t.Context(), time.Now()) }
+	})
 }

@@ -39,11 +39,18 @@ func (s *Store) startPruning() (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				s.pruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
+				s.prune(ctx, time.Now().Add(-uts.DeliveryRetention))
 			}
 		}
 	})
 	return func() { cancel(); wg.Wait() }
+}
+
+// prune runs one pruning and logs its failure, which no caller is there to hear.
+func (s *Store) prune(ctx context.Context, cutoff time.Time) {
+	if n, err := s.pruneDeliveries(ctx, cutoff); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "pruning deliveries failed; the next run tries again", "pruned", n, "err", err)
+	}
 }
 
 // pruneDeliveries deletes the deliveries recorded before cutoff and returns how many.

@@ -50,6 +50,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -63,14 +64,23 @@ const counterShards = 16
 type Store struct {
 	pool        *pgxpool.Pool
 	stopPruning func()
+	// log hears of what the store does on its own, where no caller waits for an error.
+	log *slog.Logger
 }
+
+// Option tunes Open.
+type Option func(*Store)
+
+// WithLogger gives the store a logger (default slog.Default()) for what fails off any
+// request: a pruning run.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 var _ uts.Store = (*Store)(nil)
 
 // Open connects to the postgres:// URL and brings the schema up to date. The tables live in
 // the URL's search_path (its first schema, which must exist). Pool settings such as
 // pool_max_conns may be given in the URL.
-func Open(ctx context.Context, url string) (*Store, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	config, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse the URL: %w", err)
@@ -88,7 +98,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, log: slog.Default()}
+	for _, opt := range opts {
+		opt(s)
+	}
 	s.stopPruning = s.startPruning()
 	return s, nil
 }

@@ -142,8 +142,15 @@ func (s *Store) pruneLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.pruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
+			s.prune(ctx, time.Now().Add(-uts.DeliveryRetention))
 		}
+	}
+}
+
+// prune runs one pruning and logs its failure, which no caller is there to hear.
+func (s *Store) prune(ctx context.Context, cutoff time.Time) {
+	if n, err := s.pruneDeliveries(ctx, cutoff); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "pruning deliveries failed; the next run tries again", "pruned", n, "err", err)
 	}
 }
 

@@ -3,11 +3,15 @@ package sqlite_test
 import (
 	"database/sql"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/sqlite"
+	"github.com/uts-events/uts/storetest"
 )
 
 // TestPruneDeliveries: deliveries older than the cutoff are forgotten, so their redelivery
@@ -87,4 +91,17 @@ func TestMigratesVersion1(t *testing.T) {
 	if want := (uts.Counters{Received: 2, UniqueProcessed: 1, DuplicateDropped: 1}); st.Counters != want {
 		t.Fatalf("counters %+v, want %+v (the version-1 event, then one delivery counted once)", st.Counters, want)
 	}
+}
+
+// TestFailedPruningIsLogged: see storetest.FailedPruningIsLogged.
+func TestFailedPruningIsLogged(t *testing.T) {
+	t.Parallel()
+	storetest.FailedPruningIsLogged(t, func(w io.Writer) (uts.Store, func()) {
+		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "events.db"),
+			sqlite.WithLogger(slog.New(slog.NewTextHandler(w, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() { s.Prune(t.Context(), time.Now()) }
+	})
 }

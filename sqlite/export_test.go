@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// Prune runs one pruning as the store's ticker does, logging a failure.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) { s.prune(ctx, cutoff) }
+
 // PruneDeliveries runs one pruning of the deliveries recorded before cutoff.
 func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
 	return s.pruneDeliveries(ctx, cutoff)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,12 +36,21 @@ type Store struct {
 	closed  atomic.Bool
 	// stopPruning ends the deliveries' pruning and waits for it.
 	stopPruning func()
+	// log hears of what the store does on its own, where no caller waits for an error.
+	log *slog.Logger
 }
+
+// Option tunes Open.
+type Option func(*Store)
+
+// WithLogger gives the store a logger (default slog.Default()) for what fails off any
+// request: a pruning run.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 var _ uts.Store = (*Store)(nil)
 
 // Open opens or creates the store at path, creating its folder if missing.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite: create folder for %s: %w", path, err)
 	}
@@ -86,7 +96,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
 
-	s := &Store{writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes}
+	s := &Store{writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
+	for _, opt := range opts {
+		opt(s)
+	}
 	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var pruning sync.WaitGroup
 	pruning.Go(func() { s.pruneLoop(pruneCtx) })

@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := newLogger(cfg, stdout)
 
-	store, err := openStore(ctx, cfg.DB)
+	store, err := openStore(ctx, cfg.DB, logger)
 	if err != nil {
 		return err
 	}
@@ -149,14 +149,14 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func openStore(ctx context.Context, db string) (uts.Store, error) {
+func openStore(ctx context.Context, db string, logger *slog.Logger) (uts.Store, error) {
 	kind, target, err := storeKind(db)
 	if err != nil {
 		return nil, err
 	}
 	switch kind {
 	case "postgres":
-		store, err := postgres.Open(ctx, target)
+		store, err := postgres.Open(ctx, target, postgres.WithLogger(logger))
 		if err != nil {
 			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
 		}
@@ -165,7 +165,7 @@ func openStore(ctx context.Context, db string) (uts.Store, error) {
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return nil, fmt.Errorf("creating the data folder: %w", err)
 		}
-		store, err := sqlite.Open(ctx, target)
+		store, err := sqlite.Open(ctx, target, sqlite.WithLogger(logger))
 		if err != nil {
 			return nil, fmt.Errorf("opening SQLite %s: %w", target, err)
 		}
