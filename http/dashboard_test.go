@@ -66,7 +66,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do(chromedp.SendKeys(chromedp.ID("token-input"), readToken), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
 	b.waitFor("the live state with the token", func(v pageView) bool { return v.Conn == "live" && !v.AuthShown })
 
-
 	conflict := event("orders", 3)
 	conflict["payload"] = map[string]any{"n": "changed"}
 	for _, batch := range [][]map[string]any{

@@ -25,11 +25,11 @@ type writeStatements struct {
 	deadLetter   *sqlite3.Stmt
 	// recordDeadLetter records a dead-lettered delivery under the empty key, which no event has.
 	recordDeadLetter *sqlite3.Stmt
-	prune        *sqlite3.Stmt
-	begin        *sqlite3.Stmt
-	commit       *sqlite3.Stmt
-	rollback     *sqlite3.Stmt
-	ping         *sqlite3.Stmt
+	prune            *sqlite3.Stmt
+	begin            *sqlite3.Stmt
+	commit           *sqlite3.Stmt
+	rollback         *sqlite3.Stmt
+	ping             *sqlite3.Stmt
 }
 
 func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
