@@ -55,6 +55,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/retention"
 )
 
 // counterShards is how many rows share one topic's counters.
@@ -63,6 +64,7 @@ const counterShards = 16
 // Store is a uts.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool        *pgxpool.Pool
+	pruner      retention.Pruner // prunes the deliveries
 	stopPruning func()
 	// log hears of what the store does on its own, where no caller waits for an error.
 	log *slog.Logger
@@ -102,7 +104,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(s)
 	}
-	s.stopPruning = s.startPruning()
+	s.pruner = retention.Pruner{Every: pruneEvery, Keep: uts.DeliveryRetention, ChunkRows: pruneChunkRows,
+		Chunks: pruneChunks, Chunk: s.pruneChunk, Log: s.log}
+	s.stopPruning = s.pruner.Start()
 	return s, nil
 }
 

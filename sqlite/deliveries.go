@@ -119,9 +119,10 @@ func (b *batch) without(redelivered []bool) (*batch, []int) {
 	return sortOut(kept, hashes), at
 }
 
-// Pruning: a delivery needs remembering only until the broker has acknowledged its entry,
-// which uts.DeliveryRetention outlasts by far. A ticker started by Open deletes what is older,
-// a chunk per write-lock hold, so that an Append waits for one chunk at most.
+// Pruning (see internal/retention): a delivery needs remembering only until the broker has
+// acknowledged its entry, which uts.DeliveryRetention outlasts by far. A ticker started by
+// Open deletes what is older, a chunk per write-lock hold, so that an Append waits for one
+// chunk at most.
 const (
 	pruneEvery     = 10 * time.Minute
 	pruneChunkRows = 1000
@@ -132,47 +133,13 @@ const (
 const pruneSQL = `DELETE FROM deliveries WHERE (delivery, topic, event_id) IN (
 	SELECT delivery, topic, event_id FROM deliveries WHERE recorded_at < ? ORDER BY recorded_at LIMIT ?)`
 
-// pruneLoop prunes every pruneEvery until ctx ends. A failed run is retried at the next
-// tick: until then the table only holds a little more.
-func (s *Store) pruneLoop(ctx context.Context) {
-	t := time.NewTicker(pruneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.prune(ctx, time.Now().Add(-uts.DeliveryRetention))
-		}
-	}
-}
-
-// prune runs one pruning and logs its failure, which no caller is there to hear.
-func (s *Store) prune(ctx context.Context, cutoff time.Time) {
-	if n, err := s.pruneDeliveries(ctx, cutoff); err != nil && ctx.Err() == nil {
-		s.log.WarnContext(ctx, "pruning deliveries failed; the next run tries again", "pruned", n, "err", err)
-	}
-}
-
-// pruneDeliveries deletes the deliveries recorded before cutoff and returns how many.
-func (s *Store) pruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
-	var total int64
-	for range pruneChunks {
-		n, err := s.pruneChunk(ctx, cutoff.UnixNano())
-		total += n
-		if err != nil || n < pruneChunkRows {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-func (s *Store) pruneChunk(ctx context.Context, cutoff int64) (int64, error) {
+// pruneChunk deletes up to rows deliveries recorded before cutoff, under one write-lock hold.
+func (s *Store) pruneChunk(ctx context.Context, cutoff time.Time, rows int) (int64, error) {
 	var deleted int64
 	err := s.withWriter(ctx, func() error {
 		bind := binder{stmt: s.writes.prune}
-		bind.int64(cutoff)
-		bind.int64(pruneChunkRows)
+		bind.int64(cutoff.UnixNano())
+		bind.int64(int64(rows))
 		if bind.err != nil {
 			return classify(ctx, "prune deliveries", bind.err)
 		}

@@ -6,9 +6,9 @@ import (
 )
 
 // Prune runs one pruning as the store's ticker does, logging a failure.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) { s.prune(ctx, cutoff) }
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) { s.pruner.Prune(ctx, cutoff) }
 
 // PruneDeliveries runs one pruning of the deliveries recorded before cutoff.
 func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
-	return s.pruneDeliveries(ctx, cutoff)
+	return s.pruner.Delete(ctx, cutoff)
 }

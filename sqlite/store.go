@@ -10,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver" // registers "sqlite3" for the readers
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/retention"
 )
 
 // Store is a uts.Store on one SQLite file. SQLite admits one writer at a time, so writes go
@@ -34,7 +34,8 @@ type Store struct {
 	writing chan struct{}
 	writes  *writeStatements
 	closed  atomic.Bool
-	// stopPruning ends the deliveries' pruning and waits for it.
+	// pruner prunes the deliveries; stopPruning ends its ticker and waits for it.
+	pruner      retention.Pruner
 	stopPruning func()
 	// log hears of what the store does on its own, where no caller waits for an error.
 	log *slog.Logger
@@ -100,10 +101,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(s)
 	}
-	pruneCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var pruning sync.WaitGroup
-	pruning.Go(func() { s.pruneLoop(pruneCtx) })
-	s.stopPruning = func() { cancel(); pruning.Wait() }
+	s.pruner = retention.Pruner{Every: pruneEvery, Keep: uts.DeliveryRetention, ChunkRows: pruneChunkRows,
+		Chunks: pruneChunks, Chunk: s.pruneChunk, Log: s.log}
+	s.stopPruning = s.pruner.Start()
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
