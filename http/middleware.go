@@ -5,50 +5,21 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/uts-events/uts/internal/httpstatus"
 )
-
-// statusRecorder remembers the status for the access log and whether anything was sent,
-// which decides whether a panic can still become a 500.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush and deadlines through the recorder.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func recorderOf(w http.ResponseWriter) *statusRecorder {
-	if rec, ok := w.(*statusRecorder); ok {
-		return rec
-	}
-	return &statusRecorder{ResponseWriter: w}
-}
 
 // logRequests logs each request at debug level. It logs no header: Authorization carries
 // secrets.
 func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := recorderOf(w)
+		rec := httpstatus.Of(w)
 		defer func() {
 			logger.LogAttrs(r.Context(), slog.LevelDebug, "http request",
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
-				slog.Int("status", rec.status),
+				slog.Int("status", rec.Status),
 				slog.Duration("duration", time.Since(start)))
 		}()
 		next.ServeHTTP(rec, r)
@@ -59,7 +30,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 // down. A panic after the response started can only abort the connection.
 func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := recorderOf(w)
+		rec := httpstatus.Of(w)
 		defer func() {
 			p := recover()
 			if p == nil {
@@ -70,7 +41,7 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 			}
 			logger.ErrorContext(r.Context(), "panic serving request",
 				"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
-			if rec.status != 0 {
+			if rec.Status != 0 {
 				panic(http.ErrAbortHandler)
 			}
 			writeStatusError(rec, http.StatusInternalServerError, "internal error")

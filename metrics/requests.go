@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/uts-events/uts/internal/httpstatus"
 )
 
 // unmatched is the route label of a request no pattern matched (a 404 or 405), so that
@@ -22,12 +24,12 @@ const unmatched = "unmatched"
 func (m *Metrics) Requests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &codeRecorder{ResponseWriter: w}
+		rec := &httpstatus.Recorder{ResponseWriter: w}
 		defer func() {
 			// A panic that got this far aborted the response (the API turns the others
 			// into a 500 itself): it is counted as a 500 before it goes on.
 			p := recover()
-			code := rec.code
+			code := rec.Status
 			switch {
 			case p != nil:
 				code = http.StatusInternalServerError
@@ -47,27 +49,3 @@ func (m *Metrics) Requests(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 	})
 }
-
-// codeRecorder remembers the status code sent.
-type codeRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (c *codeRecorder) WriteHeader(code int) {
-	if c.code == 0 {
-		c.code = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *codeRecorder) Write(b []byte) (int, error) {
-	if c.code == 0 {
-		c.code = http.StatusOK
-	}
-	return c.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush and write deadlines, which the NDJSON
-// export needs to stream.
-func (c *codeRecorder) Unwrap() http.ResponseWriter { return c.ResponseWriter }
