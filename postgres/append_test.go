@@ -394,41 +394,20 @@ func TestAppendWithDeliveriesPlanIsLinear(t *testing.T) {
 	checkGenericPlan(t, plan, err)
 }
 
-// TestPruneDeliveries: deliveries older than the cutoff are forgotten, so their redelivery
-// counts again; younger ones are kept.
+// TestPruneDeliveries: see storetest.PruneForgetsOldDeliveries.
 func TestPruneDeliveries(t *testing.T) {
 	t.Parallel()
 	s, u := openStore(t)
-	ctx := t.Context()
-	old, young := event("t", "old", "x"), event("t", "young", "x")
-	old.Delivery, young.Delivery = "1-0", "2-0"
-	if _, err := s.Append(ctx, []uts.Event{old, young}); err != nil {
-		t.Fatalf("Append: %v", err)
-	}
-	conn, err := pgx.Connect(ctx, u)
+	conn, err := pgx.Connect(t.Context(), u)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `UPDATE deliveries SET recorded_at = now() - interval '25 hours' WHERE delivery = '1-0'`); err != nil {
-		t.Fatalf("age a delivery: %v", err)
-	}
-	n, err := s.PruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
-	if err != nil || n != 1 {
-		t.Fatalf("PruneDeliveries = %d, %v; want 1 pruned", n, err)
-	}
-	outcomes, err := s.Append(ctx, []uts.Event{old, young})
-	if err != nil {
-		t.Fatalf("Append: %v", err)
-	}
-	st, err := s.Stats(ctx)
-	if err != nil {
-		t.Fatalf("Stats: %v", err)
-	}
-	want := uts.Counters{Received: 3, UniqueProcessed: 2, DuplicateDropped: 1}
-	if fmt.Sprint(outcomes) != "[duplicate duplicate]" || st.Counters != want {
-		t.Fatalf("after pruning: outcomes %v, counters %+v; want both duplicates and only the pruned one counted: %+v", outcomes, st.Counters, want)
-	}
+	storetest.PruneForgetsOldDeliveries(t, s, func(delivery string) {
+		if _, err := conn.Exec(t.Context(), `UPDATE deliveries SET recorded_at = now() - interval '25 hours' WHERE delivery = $1`, delivery); err != nil {
+			t.Fatalf("age a delivery: %v", err)
+		}
+	}, func(cutoff time.Time) (int64, error) { return s.PruneDeliveries(t.Context(), cutoff) })
 }
 
 // holdEvent inserts e by hand in a transaction of a connection of its own and leaves the

@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"database/sql"
-	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -14,44 +13,23 @@ import (
 	"github.com/uts-events/uts/storetest"
 )
 
-// TestPruneDeliveries: deliveries older than the cutoff are forgotten, so their redelivery
-// counts again; younger ones are kept.
+// TestPruneDeliveries: see storetest.PruneForgetsOldDeliveries.
 func TestPruneDeliveries(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
 	s := open(t, path)
 	defer s.Close()
-	ctx := t.Context()
-	old, young := event("old"), event("young")
-	old.Delivery, young.Delivery = "1-0", "2-0"
-	if _, err := s.Append(ctx, []uts.Event{old, young}); err != nil {
-		t.Fatalf("Append: %v", err)
-	}
 	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	aged := time.Now().Add(-uts.DeliveryRetention - time.Hour).UnixNano()
-	if _, err := db.ExecContext(ctx, `UPDATE deliveries SET recorded_at = ? WHERE delivery = '1-0'`, aged); err != nil {
-		t.Fatalf("age a delivery: %v", err)
-	}
-	n, err := s.PruneDeliveries(ctx, time.Now().Add(-uts.DeliveryRetention))
-	if err != nil || n != 1 {
-		t.Fatalf("PruneDeliveries = %d, %v; want 1 pruned", n, err)
-	}
-	outcomes, err := s.Append(ctx, []uts.Event{old, young})
-	if err != nil {
-		t.Fatalf("Append: %v", err)
-	}
-	st, err := s.Stats(ctx)
-	if err != nil {
-		t.Fatalf("Stats: %v", err)
-	}
-	want := uts.Counters{Received: 3, UniqueProcessed: 2, DuplicateDropped: 1}
-	if fmt.Sprint(outcomes) != "[duplicate duplicate]" || st.Counters != want {
-		t.Fatalf("after pruning: outcomes %v, counters %+v; want both duplicates and only the pruned one counted: %+v", outcomes, st.Counters, want)
-	}
+	storetest.PruneForgetsOldDeliveries(t, s, func(delivery string) {
+		aged := time.Now().Add(-uts.DeliveryRetention - time.Hour).UnixNano()
+		if _, err := db.ExecContext(t.Context(), `UPDATE deliveries SET recorded_at = ? WHERE delivery = ?`, aged, delivery); err != nil {
+			t.Fatalf("age a delivery: %v", err)
+		}
+	}, func(cutoff time.Time) (int64, error) { return s.PruneDeliveries(t.Context(), cutoff) })
 }
 
 // TestMigratesVersion1 opens a file written by the first schema: the deliveries table is
