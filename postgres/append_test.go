@@ -230,34 +230,12 @@ func TestKeyCommittedAfterSnapshot(t *testing.T) {
 			// one inserts the row by hand and holds it.
 			other, tx, xid := holdEvent(t, ctx, u, event("t", "k", tc.stored))
 
-			type result struct {
-				outcomes []uts.Outcome
-				err      error
-			}
-			done := make(chan result, 1)
-			go func() {
-				o, err := s.Append(ctx, []uts.Event{event("t", "k", "a"), event("t", "fresh", "a")})
-				done <- result{o, err}
-			}()
+			done := appendAsync(ctx, s, event("t", "k", "a"), event("t", "fresh", "a"))
 			waitForLockWaiter(t, ctx, other, xid)
 			if err := tx.Commit(ctx); err != nil {
 				t.Fatalf("commit: %v", err)
 			}
-			r := <-done
-			if r.err != nil {
-				t.Fatalf("Append: %v", r.err)
-			}
-			if fmt.Sprint(r.outcomes) != fmt.Sprint(tc.outcomes) {
-				t.Fatalf("outcomes = %v, want %v", r.outcomes, tc.outcomes)
-			}
-			st, err := s.Stats(ctx)
-			if err != nil {
-				t.Fatalf("Stats: %v", err)
-			}
-			// The hand-made row went around the counters; only Append's events are counted.
-			if st.Counters != tc.want {
-				t.Fatalf("counters = %+v, want %+v", st.Counters, tc.want)
-			}
+			wantAppended(t, ctx, s, done, tc.outcomes, tc.want)
 		})
 	}
 }
@@ -343,17 +321,9 @@ func TestDeliveryCommittedAfterSnapshot(t *testing.T) {
 				t.Fatalf("insert the held delivery: %v", err)
 			}
 
-			type result struct {
-				outcomes []uts.Outcome
-				err      error
-			}
-			done := make(chan result, 1)
-			go func() {
-				redelivered, retry, fresh := held, held, event("t", "fresh", "a")
-				redelivered.Delivery, retry.Delivery, fresh.Delivery = "1-0", "1-2", "1-1"
-				o, err := s.Append(ctx, []uts.Event{redelivered, retry, fresh})
-				done <- result{o, err}
-			}()
+			redelivered, retry, fresh := held, held, event("t", "fresh", "a")
+			redelivered.Delivery, retry.Delivery, fresh.Delivery = "1-0", "1-2", "1-1"
+			done := appendAsync(ctx, s, redelivered, retry, fresh)
 			waitForLockWaiter(t, ctx, other, xid)
 			var err error
 			if tc.commit {
@@ -364,21 +334,7 @@ func TestDeliveryCommittedAfterSnapshot(t *testing.T) {
 			if err != nil {
 				t.Fatalf("end the other transaction: %v", err)
 			}
-			r := <-done
-			if r.err != nil {
-				t.Fatalf("Append: %v", r.err)
-			}
-			if fmt.Sprint(r.outcomes) != fmt.Sprint(tc.outcomes) {
-				t.Fatalf("outcomes = %v, want %v", r.outcomes, tc.outcomes)
-			}
-			st, err := s.Stats(ctx)
-			if err != nil {
-				t.Fatalf("Stats: %v", err)
-			}
-			// The hand-made rows went around the counters; only Append's events are counted.
-			if st.Counters != tc.want {
-				t.Fatalf("counters = %+v, want %+v", st.Counters, tc.want)
-			}
+			wantAppended(t, ctx, s, done, tc.outcomes, tc.want)
 		})
 	}
 }
@@ -518,4 +474,40 @@ func TestFailedPruningIsLogged(t *testing.T) {
 		}
 		return s, func() { s.Prune(t.Context(), time.Now()) }
 	})
+}
+
+// appendResult is what an Append answered.
+type appendResult struct {
+	outcomes []uts.Outcome
+	err      error
+}
+
+// appendAsync runs Append in a goroutine, for a test that holds a row the Append will wait on.
+func appendAsync(ctx context.Context, s *postgres.Store, events ...uts.Event) <-chan appendResult {
+	done := make(chan appendResult, 1)
+	go func() {
+		o, err := s.Append(ctx, events)
+		done <- appendResult{o, err}
+	}()
+	return done
+}
+
+// wantAppended checks what the Append on done answered, and that the counters hold only its
+// events: rows made by hand go around them.
+func wantAppended(t *testing.T, ctx context.Context, s *postgres.Store, done <-chan appendResult, outcomes []uts.Outcome, counters uts.Counters) {
+	t.Helper()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Append: %v", r.err)
+	}
+	if fmt.Sprint(r.outcomes) != fmt.Sprint(outcomes) {
+		t.Fatalf("outcomes = %v, want %v", r.outcomes, outcomes)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st.Counters != counters {
+		t.Fatalf("counters = %+v, want %+v", st.Counters, counters)
+	}
 }
