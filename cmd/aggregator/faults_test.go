@@ -139,10 +139,13 @@ type sentBatch struct {
 	err    error
 }
 
-// run sends batches of size fresh keys from `senders` goroutines until stop is closed. Each
-// batch also repeats a key of the last batch that was accepted, so that duplicates travel
-// with new events, while the keys of a refused batch are never sent again by the loop.
-func (s *sender) run(ctx context.Context, stop <-chan struct{}, senders, size int) (wait func()) {
+// start sends batches of size fresh keys to url from `senders` goroutines until halt is
+// called (at most once in effect: it stops them and waits for them), or ctx ends. Each batch
+// also repeats a key of the last batch that was accepted, so that duplicates travel with new
+// events, while the keys of a refused batch are never sent again by the loop.
+func startSender(ctx context.Context, url string, senders, size int) (s *sender, halt func()) {
+	s = &sender{base: url, client: &http.Client{Timeout: 30 * time.Second}}
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for g := range senders {
 		wg.Go(func() {
@@ -174,7 +177,7 @@ func (s *sender) run(ctx context.Context, stop <-chan struct{}, senders, size in
 			}
 		})
 	}
-	return wg.Wait
+	return s, sync.OnceFunc(func() { close(stop); wg.Wait() })
 }
 
 // count is how many batches so far were answered status.
@@ -223,10 +226,7 @@ func TestPostgresOutageWithRedis(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s := &sender{base: agg.URL, client: &http.Client{Timeout: 30 * time.Second}}
-	stop := make(chan struct{})
-	wait := s.run(ctx, stop, 4, batchSize)
-	halt := sync.OnceFunc(func() { close(stop); wait() })
+	s, halt := startSender(ctx, agg.URL, 4, batchSize)
 	defer halt()
 
 	s.waitFor(t, http.StatusAccepted, 40)
@@ -303,10 +303,7 @@ func TestPostgresOutageInProcess(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s := &sender{base: agg.URL, client: &http.Client{Timeout: 30 * time.Second}}
-	stop := make(chan struct{})
-	wait := s.run(ctx, stop, 4, batchSize)
-	halt := sync.OnceFunc(func() { close(stop); wait() })
+	s, halt := startSender(ctx, agg.URL, 4, batchSize)
 	defer halt()
 
 	s.waitFor(t, http.StatusOK, 40)
