@@ -31,9 +31,9 @@ type entry struct {
 // hold one event in fieldEvent, delivered under the bare entry ID, as those versions
 // recorded it.
 func (b *Broker) decode(m goredis.XMessage) (entry, error) {
-	data, counted := m.Values[fieldEvents].(string)
-	ok := counted
-	if !ok {
+	data, batched := m.Values[fieldEvents].(string)
+	ok := batched
+	if !batched {
 		data, ok = m.Values[fieldEvent].(string)
 	}
 	if !ok {
@@ -43,16 +43,13 @@ func (b *Broker) decode(m goredis.XMessage) (entry, error) {
 	if err != nil {
 		return entry{}, fmt.Errorf("decode events: %w", err)
 	}
+	e := entry{id: m.ID, events: events, fields: m.Values}
 	delivery := m.ID
-	if counted {
-		delivery = b.delivery(m.ID)
+	if batched {
+		delivery, e.queued = b.delivery(m.ID), len(events)
 	}
 	for i := range events {
 		events[i].Delivery = delivery
-	}
-	e := entry{id: m.ID, events: events, fields: m.Values}
-	if counted {
-		e.queued = len(events)
 	}
 	return e, nil
 }
@@ -84,11 +81,12 @@ var errStopped = errors.New("stopped while the store was unavailable")
 func (c *consumer) process(ctx context.Context, msgs []goredis.XMessage) {
 	redisCtx := context.WithoutCancel(ctx)
 	entries := make([]entry, 0, len(msgs))
-	var vanished []string
+	var vanished []entry
 	for _, m := range msgs {
 		if m.Values == nil {
-			// Still pending but deleted from the stream: nothing left to commit.
-			vanished = append(vanished, m.ID)
+			// Still pending but deleted from the stream: nothing left to commit, and its
+			// events were counted off by the acknowledgement that deleted it.
+			vanished = append(vanished, entry{id: m.ID})
 			continue
 		}
 		e, err := c.decode(m)
@@ -100,8 +98,7 @@ func (c *consumer) process(ctx context.Context, msgs []goredis.XMessage) {
 		entries = append(entries, e)
 	}
 	if len(vanished) > 0 {
-		// Deleted with their acknowledgement by another consumer: their events are counted off.
-		c.acknowledge(redisCtx, vanished, make([]int, len(vanished)))
+		c.acknowledge(redisCtx, vanished)
 	}
 	if len(entries) == 0 {
 		return
@@ -139,7 +136,7 @@ func (c *consumer) commitEntries(ctx context.Context, entries []entry) {
 	err := c.commitWaiting(ctx, entries)
 	switch {
 	case err == nil:
-		c.acknowledge(context.WithoutCancel(ctx), idsOf(entries), eventCounts(entries))
+		c.acknowledge(context.WithoutCancel(ctx), entries)
 	case errors.Is(err, errStopped):
 		// The entries stay pending; this consumer reads them first when it starts again.
 	case len(entries) == 1:
@@ -204,35 +201,27 @@ end
 return acked
 `)
 
-// ackArgs are ackScript's keys and arguments for entries with the given event counts.
-func (c *consumer) ackArgs(ids []string, counts []int) ([]string, []any) {
-	args := make([]any, 0, 2+2*len(ids))
-	args = append(args, c.opts.Group, len(ids))
-	for i, id := range ids {
-		args = append(args, id, counts[i])
+// ackArgs are ackScript's keys and arguments for entries.
+func (c *consumer) ackArgs(entries []entry) ([]string, []any) {
+	args := make([]any, 0, 2+2*len(entries))
+	args = append(args, c.opts.Group, len(entries))
+	for _, e := range entries {
+		args = append(args, e.id, e.queued)
 	}
 	return []string{c.stream, c.queued}, args
 }
 
-func eventCounts(entries []entry) []int {
-	counts := make([]int, len(entries))
-	for i, e := range entries {
-		counts[i] = e.queued
-	}
-	return counts
-}
-
 // acknowledge acknowledges committed entries (see ackScript).
-func (c *consumer) acknowledge(ctx context.Context, ids []string, counts []int) {
+func (c *consumer) acknowledge(ctx context.Context, entries []entry) {
 	retry := newBackoff()
 	for attempt := 1; ; attempt++ {
-		keys, args := c.ackArgs(ids, counts)
+		keys, args := c.ackArgs(entries)
 		err := ackScript.Run(ctx, c.client, keys, args...).Err()
 		if err == nil {
 			return
 		}
 		if attempt == ackAttempts {
-			c.log.WarnContext(ctx, "acknowledge failed; the entries will be delivered again", "entries", len(ids), "err", err)
+			c.log.WarnContext(ctx, "acknowledge failed; the entries will be delivered again", "entries", len(entries), "err", err)
 			return
 		}
 		retry.wait(ctx)

@@ -61,7 +61,7 @@ func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, re
 	for _, name := range slices.Sorted(maps.Keys(e.fields)) {
 		values = append(values, name, e.fields[name])
 	}
-	keys, args := c.ackArgs([]string{id}, []int{e.queued})
+	keys, args := c.ackArgs([]entry{e})
 	err := ackScript.Run(redisCtx, c.client, append(keys, c.dead), append(args, values...)...).Err()
 	if err != nil {
 		c.log.WarnContext(ctx, "move to dead-letter stream failed; the entry stays pending", "id", id, "err", err)
