@@ -17,6 +17,8 @@ const (
 	KindUnsupported              // not a JSON content type: 415
 	KindUnauthorized             // missing or wrong token: 401
 	KindUnavailable              // full queue or a backend down; retry later: 503
+	KindNotFound                 // no such resource (a subscription): 404
+	KindConflict                 // clashes with what exists (a subscription's body, a cursor going back): 409
 )
 
 // FieldError names one bad field of one event in a batch.

@@ -63,6 +63,6 @@ func (e Event) ContentHash() string {
 type StoredEvent struct {
 	Event
 	ProcessedAt time.Time `json:"processed_at"`
-	// Cursor orders events by processing; a page's last Cursor is the next page's After.
-	Cursor int64 `json:"-"`
+	// Cursor is the event's place in the feed; a page's last Cursor is the next page's After.
+	Cursor Cursor `json:"-"`
 }

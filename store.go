@@ -57,15 +57,15 @@ func TallyOf(outcomes []Outcome) Tally {
 	return t
 }
 
-// EventQuery selects a page of stored events in processing order, or newest first.
+// EventQuery selects a page of stored events in feed order, or newest first.
 type EventQuery struct {
-	Topic string // "" for every topic
-	After int64  // a Cursor; 0 for the start
-	Limit int
+	Topics []string // none for every topic
+	After  Cursor   // the zero Cursor for the start
+	Limit  int
 	// Newest lists the newest first instead, from Before down: the latest events without
 	// scanning to the end, which is what a dashboard or a person wants to see.
 	Newest bool
-	Before int64 // with Newest, a Cursor: events processed before it; 0 for the newest
+	Before Cursor // with Newest: events before it; the zero Cursor for the newest
 }
 
 // Counters are the store's running totals. Once nothing is in flight,
@@ -109,9 +109,19 @@ type Store interface {
 	// fails it tries both again, which must not count the events twice. The delivery is
 	// recorded with an empty key, which no event has, so it cannot pass for an Append's.
 	DeadLetter(ctx context.Context, delivery string, n int) error
-	// Events returns up to q.Limit stored events with Cursor > q.After, in processing order;
-	// with q.Newest, those with Cursor < q.Before (any when 0), newest first.
+	// Events returns up to q.Limit stored events with Cursor > q.After, in feed order (see
+	// Cursor): read again and again from the last cursor returned, it returns every stored
+	// event exactly once, whatever commits concurrently. It may return fewer than are
+	// committed, holding back events that a transaction still in flight could precede; a
+	// commit wakes the readers then (Committed). With q.Newest, those with Cursor < q.Before
+	// (any when zero), newest first, no event held back. A cursor that no event of this store
+	// could have is an error of KindInvalid.
 	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
+	// Committed returns a channel that is closed when events may have become readable after
+	// the call: a commit of new events by this process or, where the store is shared, by any
+	// other. A reader takes the channel, then reads, and waits on it only when it found
+	// nothing: no commit between the read and the wait is missed.
+	Committed() <-chan struct{}
 	// Stats reads the counters and per-topic totals.
 	Stats(ctx context.Context) (Stats, error)
 	// StoredHash returns the ContentHash of the event stored under key, or "" when none is.

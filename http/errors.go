@@ -24,6 +24,10 @@ func statusOf(kind uts.Kind) int {
 		return http.StatusUnauthorized
 	case uts.KindUnavailable:
 		return http.StatusServiceUnavailable
+	case uts.KindNotFound:
+		return http.StatusNotFound
+	case uts.KindConflict:
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }

@@ -2,6 +2,7 @@ package http
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
@@ -44,7 +45,7 @@ func handleEvents(store uts.Store, logger *slog.Logger) http.HandlerFunc {
 		page.Limit = q.Limit + 1 // one more tells whether a next page exists
 		events, err := store.Events(r.Context(), page)
 		if err != nil {
-			writeError(w, r, logger, fmt.Errorf("list events: %w", err))
+			writeError(w, r, logger, fmt.Errorf("list events: %w", cursorError(q, err)))
 			return
 		}
 		if len(events) > q.Limit {
@@ -59,7 +60,10 @@ func handleEvents(store uts.Store, logger *slog.Logger) http.HandlerFunc {
 }
 
 func eventQuery(params url.Values) (uts.EventQuery, error) {
-	q := uts.EventQuery{Topic: params.Get("topic"), Limit: defaultPageLimit}
+	q := uts.EventQuery{Limit: defaultPageLimit}
+	if topic := params.Get("topic"); topic != "" {
+		q.Topics = []string{topic}
+	}
 	if raw := params.Get("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 || n > maxPageLimit {
@@ -78,37 +82,62 @@ func eventQuery(params url.Values) (uts.EventQuery, error) {
 		if q.Newest {
 			return q, invalidParam("after", "goes with order=asc; newest-first pages go on with before")
 		}
-		n, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil || n < 0 {
-			return q, invalidParam("after", "must be an integer >= 0, the cursor from a Link header")
+		c, err := cursorParam("after", raw)
+		if err != nil {
+			return q, err
 		}
-		q.After = n
+		q.After = c
 	}
 	if raw := params.Get("before"); raw != "" {
 		if !q.Newest {
 			return q, invalidParam("before", "goes with order=desc; oldest-first pages go on with after")
 		}
-		n, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil || n < 1 {
-			return q, invalidParam("before", "must be an integer >= 1, the cursor from a Link header")
+		c, err := cursorParam("before", raw)
+		if err != nil {
+			return q, err
 		}
-		q.Before = n
+		if c.IsZero() {
+			return q, invalidParam("before", "must be a cursor past the start: nothing is before the start")
+		}
+		q.Before = c
 	}
 	return q, nil
 }
 
-// nextPageURL is the page after the one that ended at cursor last: later events, or with
-// order=desc earlier ones.
-func nextPageURL(q uts.EventQuery, last int64) string {
-	var b strings.Builder
-	b.WriteString("/events?")
-	if q.Topic != "" {
-		b.WriteString("topic=" + url.QueryEscape(q.Topic) + "&")
+// cursorParam reads a cursor given as the query parameter name.
+func cursorParam(name, raw string) (uts.Cursor, error) {
+	c, err := uts.ParseCursor(raw)
+	if err != nil {
+		return c, invalidParam(name, "must be a cursor from a Link header, an SSE id or a subscription")
+	}
+	return c, nil
+}
+
+// cursorError names the query's cursor parameter in a store's KindInvalid error, which only
+// a cursor of another store causes.
+func cursorError(q uts.EventQuery, err error) error {
+	var e *uts.Error
+	if !errors.As(err, &e) || e.Kind != uts.KindInvalid {
+		return err
 	}
 	if q.Newest {
-		fmt.Fprintf(&b, "order=desc&limit=%d&before=%d", q.Limit, last)
+		return invalidParam("before", e.Message)
+	}
+	return invalidParam("after", e.Message)
+}
+
+// nextPageURL is the page after the one that ended at cursor last: later events, or with
+// order=desc earlier ones.
+func nextPageURL(q uts.EventQuery, last uts.Cursor) string {
+	var b strings.Builder
+	b.WriteString("/events?")
+	for _, topic := range q.Topics {
+		b.WriteString("topic=" + url.QueryEscape(topic) + "&")
+	}
+	if q.Newest {
+		fmt.Fprintf(&b, "order=desc&limit=%d&before=%s", q.Limit, last)
 	} else {
-		fmt.Fprintf(&b, "limit=%d&after=%d", q.Limit, last)
+		fmt.Fprintf(&b, "limit=%d&after=%s", q.Limit, last)
 	}
 	return b.String()
 }

@@ -18,7 +18,7 @@ func TestPromiseDurableAfter200(t *testing.T) {
 	mustStatus(t, e.publish(mustJSON(t, sent)), http.StatusOK)
 
 	store := e.reopen()
-	got, err := store.Events(context.Background(), uts.EventQuery{Topic: "durable", Limit: 100})
+	got, err := store.Events(context.Background(), uts.EventQuery{Topics: []string{"durable"}, Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

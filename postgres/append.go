@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/uts-events/uts"
 )
 
@@ -191,10 +193,25 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 		stored      [][]byte
 		redelivered []int32
 	)
-	if err := s.pool.QueryRow(ctx, b.query, b.args...).Scan(&skipped, &stored, &redelivered); err != nil {
+	if s.commitDelay != nil {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, b.query, b.args...).Scan(&skipped, &stored, &redelivered); err != nil {
+				return err
+			}
+			time.Sleep(s.commitDelay())
+			return nil
+		})
+	} else {
+		err = s.pool.QueryRow(ctx, b.query, b.args...).Scan(&skipped, &stored, &redelivered)
+	}
+	if err != nil {
 		return nil, wrap("append", err)
 	}
-	return b.outcomes(skipped, stored, redelivered)
+	outcomes, err := b.outcomes(skipped, stored, redelivered)
+	if slices.Contains(outcomes, uts.OutcomeNew) {
+		s.committed.Notify()
+	}
+	return outcomes, err
 }
 
 // appendStatement returns the statement for the batch and its arguments.

@@ -13,6 +13,11 @@ import (
 	"github.com/uts-events/uts"
 )
 
+// WithCommitDelay holds each Append's transaction open for delay() after its statement ran.
+func WithCommitDelay(delay func() time.Duration) Option {
+	return func(s *Store) { s.commitDelay = delay }
+}
+
 // ErrNoAutoExplain says the server would not load auto_explain for this user.
 var ErrNoAutoExplain = errors.New("auto_explain cannot be loaded (it needs a superuser)")
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,48 +15,119 @@ import (
 	"github.com/uts-events/uts"
 )
 
-const eventColumns = `seq, topic, event_id, ts, ts_nanos, source, payload, processed_at`
+const eventColumns = `xid::text::bigint, seq, topic, event_id, ts, ts_nanos, source, payload, processed_at`
 
-// Events returns a page of stored events in processing order.
+// Events returns a page of stored events in feed order (xid, seq), or newest first; see
+// uts.Store.
+//
+// The feed hands out only rows whose transaction is older than every transaction in flight
+// (below the snapshot's xmin): one still in flight, whatever seq it drew, then commits with
+// an xid above every cursor handed out, so no reader passes it. The statement also reads
+// the rows past those, up to the limit, to tell whether it held any back: those are
+// committed, but a transaction still in flight may yet sort before them. Such transactions
+// are short (one statement each), so Events waits for them a little and reads again (see
+// settleWithin): a page read right after a commit holds that commit's events, as a reader
+// expects. Past that, it returns what is readable, and a short timer wakes the waiting
+// readers to read again (see heldBack).
 func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent, error) {
 	if q.Limit <= 0 {
 		return []uts.StoredEvent{}, nil
 	}
-	// Two statements rather than one with "$2 = '' OR topic = $2", so that each keeps a plan
-	// that uses its index.
-	from, order, cursor := `seq > $1`, `seq`, q.After
+	query, args, err := eventsStatement(q)
+	if err != nil {
+		return nil, err
+	}
+	pause, deadline := time.Millisecond, time.Now().Add(settleWithin)
+	var target uts.Cursor // the last row the first read held back
+	for {
+		events, readable, err := s.readEvents(ctx, query, args)
+		if err != nil || readable == len(events) {
+			return events, err
+		}
+		if target.IsZero() {
+			target = events[len(events)-1].Cursor
+		}
+		// Under a steady load some transaction is always in flight; only those that held
+		// back the first read are waited for.
+		settled := readable > 0 && events[readable-1].Cursor.Compare(target) >= 0
+		if settled || time.Now().After(deadline) {
+			clear(events[readable:])
+			if !settled {
+				s.heldBack()
+			}
+			return events[:readable], nil
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, wrap("list events", ctx.Err())
+		}
+		pause = min(2*pause, 8*time.Millisecond)
+	}
+}
+
+// settleWithin bounds how long Events waits for the transactions in flight that hold back
+// committed events. A write transaction of another program on the same server, which
+// counts too, can hold the feed back for as long as it lasts: the feed is then late, never
+// wrong.
+const settleWithin = 250 * time.Millisecond
+
+// eventsStatement is the query for q and its arguments. The last column says whether the row
+// may be handed out: readable rows come first in (xid, seq) order, the rest are held back.
+func eventsStatement(q uts.EventQuery) (string, []any, error) {
+	from, order, cursor := `(xid, seq) > ($1::text::xid8, $2)`, `xid, seq`, q.After
+	ready := `xid < pg_snapshot_xmin(pg_current_snapshot())`
 	if q.Newest {
-		from, order, cursor = `seq < $1`, `seq DESC`, q.Before
-		if cursor <= 0 {
-			cursor = math.MaxInt64
+		// Newest first is for people looking at the latest events; nothing is held back.
+		from, order, cursor, ready = `(xid, seq) < ($1::text::xid8, $2)`, `xid DESC, seq DESC`, q.Before, `true`
+		if cursor.IsZero() {
+			cursor = uts.Cursor{Tx: math.MaxInt64, Seq: math.MaxInt64}
 		}
 	}
-	var rows pgx.Rows
-	var err error
-	if q.Topic == "" {
-		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE `+from+` ORDER BY `+order+` LIMIT $2`, cursor, q.Limit)
-	} else {
-		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE topic = $3 AND `+from+` ORDER BY `+order+` LIMIT $2`, cursor, q.Limit, q.Topic)
+	if cursor.Tx > math.MaxInt64 {
+		return "", nil, uts.Errorf(uts.KindInvalid, "cursor %s is past every transaction of this store", cursor)
 	}
+	// One statement per shape rather than one with "cardinality($4) = 0 OR topic = ANY($4)",
+	// so that each keeps a plan that uses its index.
+	where := from
+	args := []any{strconv.FormatUint(cursor.Tx, 10), cursor.Seq, q.Limit}
+	switch len(q.Topics) {
+	case 0:
+	case 1:
+		where, args = `topic = $4 AND `+from, append(args, q.Topics[0])
+	default:
+		where, args = `topic = ANY($4::text[]) AND `+from, append(args, q.Topics)
+	}
+	return `SELECT ` + eventColumns + `, ` + ready + ` FROM events
+		WHERE ` + where + ` ORDER BY ` + order + ` LIMIT $3`, args, nil
+}
+
+// readEvents runs an eventsStatement; readable counts the rows that may be handed out.
+func (s *Store) readEvents(ctx context.Context, query string, args []any) (events []uts.StoredEvent, readable int, err error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, wrap("list events", err)
+		return nil, 0, wrap("list events", err)
 	}
-	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (uts.StoredEvent, error) {
+	events, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (uts.StoredEvent, error) {
 		var e uts.StoredEvent
+		var xid int64
 		var nanos int16
 		var payload string
-		err := row.Scan(&e.Cursor, &e.Topic, &e.EventID, &e.Timestamp, &nanos, &e.Source, &payload, &e.ProcessedAt)
+		var ready bool
+		err := row.Scan(&xid, &e.Cursor.Seq, &e.Topic, &e.EventID, &e.Timestamp, &nanos, &e.Source, &payload, &e.ProcessedAt, &ready)
+		e.Cursor.Tx = uint64(xid)
 		e.Timestamp = e.Timestamp.Add(time.Duration(nanos)).UTC()
 		e.ProcessedAt = e.ProcessedAt.UTC()
 		e.Payload = []byte(payload)
+		if ready {
+			readable++
+		}
 		return e, err
 	})
 	if err != nil {
-		return nil, wrap("list events", err)
+		return nil, 0, wrap("list events", err)
 	}
-	return events, nil
+	return events, readable, nil
 }
 
 // statsSQL reads every total in one statement, so from one snapshot: the counters add up.

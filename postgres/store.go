@@ -39,22 +39,26 @@
 // cannot start before that one has finished. Two batches therefore never wait on each other
 // in a cycle.
 //
-// # Processing order
+// # Feed order
 //
-// Sequence numbers (the events' Cursor) are drawn in batch order when a batch runs, but
-// concurrent batches commit in their own order: a reader paging by cursor right behind the
-// writers can pass over an event whose batch commits just after it read. Listings are exact
-// once nothing is in flight.
+// Sequence numbers are drawn in batch order when a batch runs, but concurrent batches commit
+// in their own order, so a reader paging by seq right behind the writers could pass over an
+// event whose batch commits just after it read. Each row therefore records its transaction
+// id too, and the feed reads in (xid, seq) order up to the oldest transaction in flight; see
+// Events.
 package postgres
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/notify"
 	"github.com/uts-events/uts/internal/retention"
 )
 
@@ -68,7 +72,19 @@ type Store struct {
 	stopPruning func()
 	// log hears of what the store does on its own, where no caller waits for an error.
 	log *slog.Logger
+	// committed wakes the feed's readers (see uts.Store.Committed); recheckPending is set
+	// while a timer to wake them again is running, for events a read held back.
+	committed      notify.Broadcaster
+	recheckPending atomic.Bool
+	// commitDelay, set by tests only, holds each Append's transaction open that long after
+	// its statement ran: a transaction that drew its sequence numbers early and commits late.
+	commitDelay func() time.Duration
 }
+
+// heldBackRecheck is how soon readers are woken again after a read held back committed
+// events behind a transaction in flight. That transaction's own commit wakes them too, when
+// it is an Append of this process; the timer covers every other kind.
+const heldBackRecheck = 10 * time.Millisecond
 
 // Option tunes Open.
 type Option func(*Store)
@@ -116,6 +132,20 @@ func (s *Store) Ping(ctx context.Context) error {
 		return wrap("ping", err)
 	}
 	return nil
+}
+
+// Committed returns a channel closed at the next commit of new events; see uts.Store.
+func (s *Store) Committed() <-chan struct{} { return s.committed.Wait() }
+
+// heldBack wakes the readers again soon: a read found committed events it could not hand
+// out yet.
+func (s *Store) heldBack() {
+	if s.recheckPending.CompareAndSwap(false, true) {
+		time.AfterFunc(heldBackRecheck, func() {
+			s.recheckPending.Store(false)
+			s.committed.Notify()
+		})
+	}
 }
 
 // Close closes every connection; it waits for the ones in use to be released.

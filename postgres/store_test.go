@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/internal/testenv"
@@ -12,9 +13,15 @@ import (
 
 func TestStore(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) func() (uts.Store, error) {
-		u := testenv.PostgresSchema(t)
-		return func() (uts.Store, error) { return postgres.Open(t.Context(), u) }
+	storetest.Run(t, func(t *testing.T, commitDelay func() time.Duration) storetest.Opener {
+		// A connection for every writer of the feed's tests and their reader, so that the
+		// pool does not queue them into commit order.
+		u := testenv.PostgresSchema(t) + "&pool_max_conns=12"
+		var opts []postgres.Option
+		if commitDelay != nil {
+			opts = append(opts, postgres.WithCommitDelay(commitDelay))
+		}
+		return func() (uts.Store, error) { return postgres.Open(t.Context(), u, opts...) }
 	})
 }
 

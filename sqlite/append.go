@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/uts-events/uts"
@@ -51,6 +52,9 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	})
 	if err != nil {
 		return nil, err
+	}
+	if slices.Contains(outcomes, uts.OutcomeNew) {
+		s.committed.Notify()
 	}
 	if positions == nil {
 		return outcomes, nil

@@ -12,3 +12,8 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) { s.pruner.Prune(ct
 func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
 	return s.pruner.Delete(ctx, cutoff)
 }
+
+// WithCommitDelay holds each Append's transaction open for delay() before it commits.
+func WithCommitDelay(delay func() time.Duration) Option {
+	return func(s *Store) { s.commitDelay = delay }
+}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"math"
 	"time"
@@ -18,23 +19,33 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 	if q.Limit <= 0 {
 		return []uts.StoredEvent{}, nil
 	}
+	// One writer commits at a time, so sequence order is commit order: the feed is seq order,
+	// and a cursor's Tx is always 0 here.
+	after, before := q.After, q.Before
+	for _, c := range []uts.Cursor{after, before} {
+		if c.Tx != 0 {
+			return nil, uts.Errorf(uts.KindInvalid, "cursor %s is not one of this store's", c)
+		}
+	}
 	const columns = `SELECT seq, topic, event_id, ts, source, payload, processed_at FROM events `
-	from, order, cursor := `seq > ?`, `seq`, q.After
+	from, order, cursor := `seq > ?`, `seq`, after.Seq
 	if q.Newest {
-		from, order, cursor = `seq < ?`, `seq DESC`, q.Before
+		from, order, cursor = `seq < ?`, `seq DESC`, before.Seq
 		if cursor <= 0 {
 			cursor = math.MaxInt64
 		}
 	}
-	var (
-		rows *sql.Rows
-		err  error
-	)
-	if q.Topic == "" {
-		rows, err = s.read.QueryContext(ctx, columns+`WHERE `+from+` ORDER BY `+order+` LIMIT ?`, cursor, q.Limit)
-	} else {
-		rows, err = s.read.QueryContext(ctx, columns+`WHERE topic = ? AND `+from+` ORDER BY `+order+` LIMIT ?`, q.Topic, cursor, q.Limit)
+	args := []any{cursor, q.Limit}
+	switch len(q.Topics) {
+	case 0:
+	case 1:
+		from, args = `topic = ? AND `+from, []any{q.Topics[0], cursor, q.Limit}
+	default:
+		// json_each keeps the statement one shape whatever the number of topics.
+		topics, _ := json.Marshal(q.Topics)
+		from, args = `topic IN (SELECT value FROM json_each(?)) AND `+from, []any{string(topics), cursor, q.Limit}
 	}
+	rows, err := s.read.QueryContext(ctx, columns+`WHERE `+from+` ORDER BY `+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, classify(ctx, "events", err)
 	}
@@ -47,7 +58,7 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 			payload                []byte
 			timestamp, processedAt int64
 		)
-		if err := rows.Scan(&e.Cursor, &e.Topic, &e.EventID, &timestamp, &e.Source, &payload, &processedAt); err != nil {
+		if err := rows.Scan(&e.Cursor.Seq, &e.Topic, &e.EventID, &timestamp, &e.Source, &payload, &processedAt); err != nil {
 			return nil, classify(ctx, "events", err)
 		}
 		e.Payload = payload

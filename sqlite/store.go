@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver" // registers "sqlite3" for the readers
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/notify"
 	"github.com/uts-events/uts/internal/retention"
 )
 
@@ -39,6 +41,11 @@ type Store struct {
 	stopPruning func()
 	// log hears of what the store does on its own, where no caller waits for an error.
 	log *slog.Logger
+	// committed wakes the feed's readers (see uts.Store.Committed).
+	committed notify.Broadcaster
+	// commitDelay, set by tests only, holds each Append's transaction open that long before
+	// it commits.
+	commitDelay func() time.Duration
 }
 
 // Option tunes Open.
@@ -143,6 +150,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Committed returns a channel closed at the next commit of new events; see uts.Store.
+func (s *Store) Committed() <-chan struct{} { return s.committed.Wait() }
 
 // Close waits for a running Append to finish and closes the file.
 func (s *Store) Close() error {

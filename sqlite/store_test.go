@@ -21,10 +21,14 @@ import (
 )
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) func() (uts.Store, error) {
+	storetest.Run(t, func(t *testing.T, commitDelay func() time.Duration) storetest.Opener {
 		// A folder that does not exist yet: Open must create it.
 		path := filepath.Join(t.TempDir(), "data", "events.db")
-		return func() (uts.Store, error) { return sqlite.Open(context.Background(), path) }
+		var opts []sqlite.Option
+		if commitDelay != nil {
+			opts = append(opts, sqlite.WithCommitDelay(commitDelay))
+		}
+		return func() (uts.Store, error) { return sqlite.Open(context.Background(), path, opts...) }
 	})
 }
 

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/uts-events/uts"
 )
@@ -44,6 +45,9 @@ func (s *Store) transaction(ctx context.Context, fn func() error) error {
 		return classify(ctx, "begin", err)
 	}
 	err := fn()
+	if err == nil && s.commitDelay != nil {
+		time.Sleep(s.commitDelay())
+	}
 	if err == nil {
 		s.writer.SetInterrupt(context.Background())
 		if err = s.writes.commit.Exec(); err != nil {

@@ -47,8 +47,8 @@ func testAppendNewRoundTrips(t *testing.T, opener Opener) {
 	stored := allEvents(t, s, "")
 	sameEvents(t, stored, events...)
 	for i := 1; i < len(stored); i++ {
-		if stored[i].Cursor <= stored[i-1].Cursor {
-			t.Errorf("cursors not increasing in processing order: %d then %d", stored[i-1].Cursor, stored[i].Cursor)
+		if stored[i].Cursor.Compare(stored[i-1].Cursor) <= 0 {
+			t.Errorf("cursors not increasing in processing order: %s then %s", stored[i-1].Cursor, stored[i].Cursor)
 		}
 	}
 	// processed_at is the store's clock; the bound is loose because it only has to be "now".

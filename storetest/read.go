@@ -110,7 +110,7 @@ func testEventsPaging(t *testing.T, opener Opener) {
 		}
 		return events
 	}
-	cursor := func(e uts.StoredEvent) int64 { return e.Cursor }
+	cursor := func(e uts.StoredEvent) uts.Cursor { return e.Cursor }
 
 	// Limit, and the last cursor of a page leading to the next one.
 	p1 := page(uts.EventQuery{Limit: 2})
@@ -125,14 +125,14 @@ func testEventsPaging(t *testing.T, opener Opener) {
 	sameEvents(t, page(uts.EventQuery{After: cursor(all[1]), Limit: 10}), pa2, pa3, pb2)
 
 	// The topic filter, paged.
-	t1 := page(uts.EventQuery{Topic: "pa", Limit: 2})
+	t1 := page(uts.EventQuery{Topics: []string{"pa"}, Limit: 2})
 	sameEvents(t, t1, pa1, pa2)
-	t2 := page(uts.EventQuery{Topic: "pa", After: cursor(t1[1]), Limit: 2})
+	t2 := page(uts.EventQuery{Topics: []string{"pa"}, After: cursor(t1[1]), Limit: 2})
 	sameEvents(t, t2, pa3)
-	sameEvents(t, page(uts.EventQuery{Topic: "pa", After: cursor(t2[0]), Limit: 2}))
-	sameEvents(t, page(uts.EventQuery{Topic: "pb", After: cursor(all[0]), Limit: 10}), pb1, pb2)
+	sameEvents(t, page(uts.EventQuery{Topics: []string{"pa"}, After: cursor(t2[0]), Limit: 2}))
+	sameEvents(t, page(uts.EventQuery{Topics: []string{"pb"}, After: cursor(all[0]), Limit: 10}), pb1, pb2)
 
-	sameEvents(t, page(uts.EventQuery{Topic: "no-such-topic", Limit: 10}))
+	sameEvents(t, page(uts.EventQuery{Topics: []string{"no-such-topic"}, Limit: 10}))
 
 	// Newest first, paged down by Before, across topics and within one.
 	n1 := page(uts.EventQuery{Newest: true, Limit: 2})
@@ -142,9 +142,9 @@ func testEventsPaging(t *testing.T, opener Opener) {
 	n3 := page(uts.EventQuery{Newest: true, Before: cursor(n2[1]), Limit: 2})
 	sameEvents(t, n3, pa1)
 	sameEvents(t, page(uts.EventQuery{Newest: true, Before: cursor(n3[0]), Limit: 2}))
-	sameEvents(t, page(uts.EventQuery{Newest: true, Topic: "pa", Limit: 2}), pa3, pa2)
-	sameEvents(t, page(uts.EventQuery{Newest: true, Topic: "pa", Before: cursor(all[2]), Limit: 10}), pa1)
-	sameEvents(t, page(uts.EventQuery{Newest: true, Topic: "no-such-topic", Limit: 10}))
+	sameEvents(t, page(uts.EventQuery{Newest: true, Topics: []string{"pa"}, Limit: 2}), pa3, pa2)
+	sameEvents(t, page(uts.EventQuery{Newest: true, Topics: []string{"pa"}, Before: cursor(all[2]), Limit: 10}), pa1)
+	sameEvents(t, page(uts.EventQuery{Newest: true, Topics: []string{"no-such-topic"}, Limit: 10}))
 }
 
 func testReopen(t *testing.T, opener Opener) {
@@ -175,7 +175,7 @@ func testReopen(t *testing.T, opener Opener) {
 	for i, e := range eventsAfter {
 		sameEvent(t, e, eventsBefore[i].Event)
 		if e.Cursor != eventsBefore[i].Cursor || !e.ProcessedAt.Equal(eventsBefore[i].ProcessedAt) {
-			t.Errorf("%v after reopen: cursor %d, processed_at %v; before: %d, %v", e.Key(),
+			t.Errorf("%v after reopen: cursor %s, processed_at %v; before: %s, %v", e.Key(),
 				e.Cursor, e.ProcessedAt, eventsBefore[i].Cursor, eventsBefore[i].ProcessedAt)
 		}
 	}
