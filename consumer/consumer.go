@@ -43,6 +43,7 @@ type Consumer struct {
 	observer  Observer
 	dupLines  *lineBudget
 	confLines *lineBudget
+	health    health
 }
 
 // New returns a consumer on store. A nil logger logs nothing.
@@ -70,7 +71,7 @@ func (c *Consumer) Commit(ctx context.Context, events []uts.Event) ([]uts.Outcom
 	if c.observer != nil {
 		start = time.Now()
 	}
-	outcomes, err := c.store.Append(ctx, events)
+	outcomes, err := c.append(ctx, events)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: append %d events: %w", len(events), err)
 	}
@@ -83,6 +84,18 @@ func (c *Consumer) Commit(ctx context.Context, events []uts.Event) ([]uts.Outcom
 		c.observer.Committed(len(events), tally, time.Since(start))
 	}
 	return outcomes, nil
+}
+
+// append is the store's Append, its result kept for Ready. An empty batch never reaches the
+// store, so it tells nothing about it.
+func (c *Consumer) append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
+	if len(events) == 0 {
+		return c.store.Append(ctx, events)
+	}
+	c.health.begin()
+	outcomes, err := c.store.Append(ctx, events)
+	c.health.end(err)
+	return outcomes, err
 }
 
 // logDropped logs dropped events, duplicates at DEBUG (retries are normal) and conflicts at

@@ -32,6 +32,10 @@ type Config struct {
 	ReadTokens []string
 	// Metrics, when set, is served at GET /metrics behind the read tokens.
 	Metrics http.Handler
+	// Commits, when set, reports an error while the consumer's latest commits to the store
+	// fail (consumer.Consumer.Ready): a store can answer pings while every write times out,
+	// and /readyz answers 503 then too.
+	Commits func() error
 }
 
 // route is one (method, path) the API answers. The table is the single list of routes, so
@@ -55,7 +59,7 @@ func NewHandler(cfg Config) http.Handler {
 func routes(cfg Config) []route {
 	publishAuth := requireBearer(cfg.PublishTokens)
 	readAuth := requireBearer(cfg.ReadTokens)
-	ready := handleReady(cfg.Store, cfg.Broker)
+	ready := handleReady(cfg.Store, cfg.Commits, cfg.Broker)
 	docs := v5emb.New("UTS Event System", "/openapi.json", "/docs/")
 	rts := []route{
 		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, cfg.Logger))},

@@ -26,12 +26,16 @@ func handleLive() http.HandlerFunc {
 	}
 }
 
-// handleReady answers 200 when a publish would be taken and stored now.
-func handleReady(store uts.Store, broker uts.Broker) http.HandlerFunc {
+// handleReady answers 200 when a publish would be taken and stored now: the store answers,
+// its latest commits did not fail (when commits is set), and the broker takes batches.
+func handleReady(store uts.Store, commits func() error, broker uts.Broker) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		err := store.Ping(ctx)
+		if err == nil && commits != nil {
+			err = commits()
+		}
 		if err != nil {
 			err = fmt.Errorf("store: %w", err)
 		} else if err = broker.Ready(ctx); err != nil {

@@ -73,3 +73,6 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) { s.pruner.Prune(ct
 func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, error) {
 	return s.pruner.Delete(ctx, cutoff)
 }
+
+// Wrap gives err a kind and a client's message as the store does with each of its errors.
+func Wrap(op string, err error) error { return wrap(op, err) }

@@ -2,11 +2,14 @@ package redis
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 )
 
 // backoff doubles the wait between attempts at something that keeps failing, up to max, so
-// an outage is neither hammered nor noticed late once it ends.
+// an outage is neither hammered nor noticed late once it ends. Each wait is drawn between
+// half the interval and the whole, so that the consumers of every replica, which met the
+// outage together, do not all try again in the same instant.
 type backoff struct {
 	min, max time.Duration
 	next     time.Duration
@@ -21,10 +24,15 @@ func (b *backoff) wait(ctx context.Context) bool {
 	}
 	d := b.next
 	b.next = min(2*b.next, b.max)
-	return sleep(ctx, d)
+	return sleep(ctx, jitter(d))
 }
 
 func (b *backoff) reset() { b.next = 0 }
+
+// jitter is a random duration from d/2 to d.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
 
 // sleep waits for d; it returns false if ctx ends first.
 func sleep(ctx context.Context, d time.Duration) bool {

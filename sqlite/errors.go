@@ -11,18 +11,40 @@ import (
 )
 
 // classify wraps a driver error for the caller. An ended context is named as such even when
-// the driver reports it as an interrupted statement; a locked, full or unreachable file is
-// uts.Unavailable, since retrying later may succeed.
+// the driver reports it as an interrupted statement; a locked, full, read-only or unreadable
+// file is uts.Unavailable, since retrying later may succeed, with a message for the client
+// that says what is wrong with the store (the operation and the driver's error stay
+// wrapped, for the log).
 func classify(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("sqlite: %s: %w (%w)", op, ctxErr, err)
 	}
-	var e *sqlite3.Error
-	if errors.As(err, &e) {
-		switch e.Code() {
-		case sqlite3.BUSY, sqlite3.LOCKED, sqlite3.IOERR, sqlite3.FULL, sqlite3.CANTOPEN:
-			return uts.Unavailable("sqlite: "+op, err)
+	detail := fmt.Errorf("sqlite: %s: %w", op, err)
+	// A statement's error is an *sqlite3.Error, a connection's Exec returns the bare code:
+	// errors.As finds the primary code in both.
+	var code sqlite3.ErrorCode
+	if errors.As(err, &code) {
+		if message := problem(code); message != "" {
+			return uts.Unavailable(message, detail)
 		}
 	}
-	return fmt.Errorf("sqlite: %s: %w", op, err)
+	return detail
+}
+
+// problem says, for the client of a 503, what is wrong with the store; "" for an error that
+// is not an outage.
+func problem(code sqlite3.ErrorCode) string {
+	switch code {
+	case sqlite3.BUSY, sqlite3.LOCKED:
+		return "the store is busy"
+	case sqlite3.FULL:
+		return "the store is out of disk space"
+	case sqlite3.READONLY:
+		return "the store is read-only"
+	case sqlite3.IOERR:
+		return "the store cannot read or write its file"
+	case sqlite3.CANTOPEN:
+		return "the store cannot open its file"
+	}
+	return ""
 }

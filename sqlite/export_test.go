@@ -17,3 +17,6 @@ func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, e
 func WithCommitDelay(delay func() time.Duration) Option {
 	return func(s *Store) { s.commitDelay = delay }
 }
+
+// Classify gives err a kind and a client's message as the store does with each of its errors.
+func Classify(ctx context.Context, op string, err error) error { return classify(ctx, op, err) }

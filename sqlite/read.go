@@ -14,7 +14,7 @@ import (
 // Events returns a page of stored events in processing order; see uts.Store.
 func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent, error) {
 	if s.closed.Load() {
-		return nil, uts.Unavailable("sqlite: store is closed", nil)
+		return nil, uts.Unavailable("the store is closed", nil)
 	}
 	if q.Limit <= 0 {
 		return []uts.StoredEvent{}, nil
@@ -75,7 +75,7 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 // Stats reads the counters and per-topic totals from one snapshot, so they agree.
 func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 	if s.closed.Load() {
-		return uts.Stats{}, uts.Unavailable("sqlite: store is closed", nil)
+		return uts.Stats{}, uts.Unavailable("the store is closed", nil)
 	}
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -118,7 +118,7 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 // reader pool, so it never waits behind an Append.
 func (s *Store) StoredHash(ctx context.Context, key uts.Key) (string, error) {
 	if s.closed.Load() {
-		return "", uts.Unavailable("sqlite: store is closed", nil)
+		return "", uts.Unavailable("the store is closed", nil)
 	}
 	var hash string
 	err := s.read.QueryRowContext(ctx, `SELECT content_hash FROM events WHERE topic = ? AND event_id = ?`,

@@ -134,7 +134,7 @@ func dsn(path string, params ...string) string {
 // for a running Append, as it did when the writer was a one-connection pool.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
-		return uts.Unavailable("sqlite: store is closed", nil)
+		return uts.Unavailable("the store is closed", nil)
 	}
 	err := s.withWriter(ctx, func() error {
 		if err := s.writes.ping.Exec(); err != nil {

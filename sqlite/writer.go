@@ -30,7 +30,7 @@ func (s *Store) withWriter(ctx context.Context, fn func() error) error {
 	}
 	defer s.unlock()
 	if s.closed.Load() {
-		return uts.Unavailable("sqlite: store is closed", nil)
+		return uts.Unavailable("the store is closed", nil)
 	}
 	s.writer.SetInterrupt(ctx)
 	defer s.writer.SetInterrupt(context.Background())

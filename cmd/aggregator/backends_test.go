@@ -146,6 +146,7 @@ type publishAnswer struct {
 	Queued     int    `json:"queued"`
 	Error      string `json:"error"`
 	JSON       bool   // the answer was application/json
+	RetryAfter string // the Retry-After header
 }
 
 // postEvents POSTs one batch. An error means no answer came (a transport failure).
@@ -168,7 +169,8 @@ func postEvents(ctx context.Context, client *http.Client, base string, events []
 	if err != nil {
 		return publishAnswer{}, err
 	}
-	a := publishAnswer{Status: resp.StatusCode, JSON: resp.Header.Get("Content-Type") == "application/json"}
+	a := publishAnswer{Status: resp.StatusCode, JSON: resp.Header.Get("Content-Type") == "application/json",
+		RetryAfter: resp.Header.Get("Retry-After")}
 	if err := json.Unmarshal(raw, &a); err != nil {
 		a.JSON = false
 	}

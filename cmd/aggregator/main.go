@@ -82,10 +82,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"received", stats.Received, "unique_processed", stats.UniqueProcessed,
 		"duplicate_dropped", stats.DuplicateDropped)...)
 
+	commits := consumer.New(store, logger, consumer.WithObserver(meters))
 	server := &nethttp.Server{
 		Handler: meters.Requests(http.NewHandler(http.Config{
 			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
+			Commits: commits.Ready,
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -97,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopConsuming()
 	consumed := make(chan error, 1)
 	go func() {
-		consumed <- broker.Consume(consumeCtx, consumer.New(store, logger, consumer.WithObserver(meters)).Commit)
+		consumed <- broker.Consume(consumeCtx, commits.Commit)
 	}()
 
 	served := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,4 +60,52 @@ func execAdmin(base, sql string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// WithParam returns the postgres:// URL u with the query parameter name set to value. pgx
+// sends a parameter it does not know itself (statement_timeout, lock_timeout, …) to the
+// server as a setting of each connection: a test can tune its own sessions that way without
+// touching the shared server.
+func WithParam(t testing.TB, u, name, value string) string {
+	t.Helper()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("parse %q: %v", u, err)
+	}
+	q := parsed.Query()
+	q.Set(name, value)
+	parsed.RawQuery = q.Encode()
+	return parsed.String()
+}
+
+// LockTable takes LOCK TABLE table IN mode on a connection of its own to u (a URL from
+// PostgresSchema, so the table is the test's own) and holds it until release is called or
+// the test ends. A stalled database, as its clients see it: it answers, but whatever
+// conflicts with the lock waits.
+func LockTable(t testing.TB, u, table, mode string) (release func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), adminLimit)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("connect to lock %s: %v", table, err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN "+mode+" MODE")
+	}
+	if err != nil {
+		conn.Close(context.Background())
+		t.Fatalf("lock %s in %s mode: %v", table, mode, err)
+	}
+	release = sync.OnceFunc(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), adminLimit)
+		defer cancel()
+		if err := tx.Rollback(ctx); err != nil {
+			t.Errorf("release the lock on %s: %v", table, err)
+		}
+		conn.Close(ctx)
+	})
+	t.Cleanup(release)
+	return release
 }
