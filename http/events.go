@@ -27,12 +27,22 @@ const (
 
 const ndjson = "application/x-ndjson"
 
-// handleEvents lists stored events in processing order (or, with order=desc, newest first),
-// a page at a time with a Link to the next page, or all of them as NDJSON when the client
-// asks for that.
-func handleEvents(store uts.Store, logger *slog.Logger) http.HandlerFunc {
+// handleEvents lists stored events in feed order (or, with order=desc, newest first), a
+// page at a time with a Link to the next page, or all of them as NDJSON when the client asks
+// for that. With wait= it holds a request that finds no event until a commit brings one,
+// and then always answers with a Link, so that a follower simply follows it.
+func handleEvents(store uts.Store, waiting waitSlots, logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		q, err := eventQuery(r.URL.Query())
+		params := r.URL.Query()
+		q, err := eventQuery(params)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		wait, err := waitParam(params.Get("wait"))
+		if err == nil && wait > 0 && q.Newest {
+			err = invalidParam("wait", "goes with order=asc: newest-first pages have nothing to wait for")
+		}
 		if err != nil {
 			writeError(w, r, logger, err)
 			return
@@ -41,16 +51,29 @@ func handleEvents(store uts.Store, logger *slog.Logger) http.HandlerFunc {
 			exportEvents(w, r, store, q, logger)
 			return
 		}
+		if wait > 0 {
+			release, err := waiting.take()
+			if err != nil {
+				writeError(w, r, logger, err)
+				return
+			}
+			defer release()
+		}
 		page := q
 		page.Limit = q.Limit + 1 // one more tells whether a next page exists
-		events, err := store.Events(r.Context(), page)
+		events, err := readFeed(r.Context(), store, page, wait)
 		if err != nil {
 			writeError(w, r, logger, fmt.Errorf("list events: %w", cursorError(q, err)))
 			return
 		}
-		if len(events) > q.Limit {
+		switch {
+		case len(events) > q.Limit:
 			events = events[:q.Limit]
-			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, nextPageURL(q, events[len(events)-1].Cursor)))
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, nextPageURL(q, events[len(events)-1].Cursor, wait)))
+		case wait > 0 && len(events) > 0:
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, nextPageURL(q, events[len(events)-1].Cursor, wait)))
+		case wait > 0:
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, nextPageURL(q, q.After, wait)))
 		}
 		if events == nil {
 			events = []uts.StoredEvent{} // an empty page is [], never null
@@ -127,8 +150,8 @@ func cursorError(q uts.EventQuery, err error) error {
 }
 
 // nextPageURL is the page after the one that ended at cursor last: later events, or with
-// order=desc earlier ones.
-func nextPageURL(q uts.EventQuery, last uts.Cursor) string {
+// order=desc earlier ones; a follower's wait goes on in it.
+func nextPageURL(q uts.EventQuery, last uts.Cursor, wait time.Duration) string {
 	var b strings.Builder
 	b.WriteString("/events?")
 	for _, topic := range q.Topics {
@@ -138,6 +161,9 @@ func nextPageURL(q uts.EventQuery, last uts.Cursor) string {
 		fmt.Fprintf(&b, "order=desc&limit=%d&before=%s", q.Limit, last)
 	} else {
 		fmt.Fprintf(&b, "limit=%d&after=%s", q.Limit, last)
+	}
+	if wait > 0 {
+		b.WriteString("&wait=" + wait.String())
 	}
 	return b.String()
 }

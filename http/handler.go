@@ -36,6 +36,9 @@ type Config struct {
 	// fail (consumer.Consumer.Ready): a store can answer pings while every write times out,
 	// and /readyz answers 503 then too.
 	Commits func() error
+	// MaxWaiting caps the requests waiting for events at once (wait=, event streams); past
+	// it they answer 503. Zero means 1000.
+	MaxWaiting int
 }
 
 // route is one (method, path) the API answers. The table is the single list of routes, so
@@ -60,10 +63,11 @@ func routes(cfg Config) []route {
 	publishAuth := requireBearer(cfg.PublishTokens)
 	readAuth := requireBearer(cfg.ReadTokens)
 	ready := handleReady(cfg.Store, cfg.Commits, cfg.Broker)
+	waiting := newWaitSlots(cfg.MaxWaiting) // shared by every route that waits for events
 	docs := v5emb.New("UTS Event System", "/openapi.json", "/docs/")
 	rts := []route{
 		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, cfg.Logger))},
-		{"GET", "/events", readAuth(handleEvents(cfg.Store, cfg.Logger))},
+		{"GET", "/events", readAuth(handleEvents(cfg.Store, waiting, cfg.Logger))},
 		{"GET", "/stats", readAuth(handleStats(cfg.Store, cfg.Broker, cfg.StartedAt, cfg.Now, cfg.Logger))},
 		{"GET", "/healthz", handleLive()},
 		{"GET", "/readyz", ready},
