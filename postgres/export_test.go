@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/uts-events/uts"
 )
@@ -16,6 +17,17 @@ import (
 // WithCommitDelay holds each Append's transaction open for delay() after its statement ran.
 func WithCommitDelay(delay func() time.Duration) Option {
 	return func(s *Store) { s.commitDelay = delay }
+}
+
+// MigrateTo brings the schema of url up to version last only.
+func MigrateTo(ctx context.Context, url string, last int) error {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	_, err = migrateTo(ctx, pool, last)
+	return err
 }
 
 // ErrNoAutoExplain says the server would not load auto_explain for this user.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"math"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -60,10 +61,17 @@ const migrationLockClass = 0x75747301 // "uts" 1
 // transaction that first takes an advisory lock: replicas starting at once queue on the lock,
 // and the later ones find everything applied. It returns the versions it applied.
 func migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	return migrateTo(ctx, pool, math.MaxInt)
+}
+
+// migrateTo applies the migrations up to version last only: a test builds an older schema
+// with it, to check what a later migration does to that schema's data.
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, last int) ([]int, error) {
 	migrations, err := loadMigrations()
 	if err != nil {
 		return nil, err
 	}
+	migrations = slices.DeleteFunc(migrations, func(m migration) bool { return m.version > last })
 	var applied []int
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var schema *string

@@ -86,3 +86,60 @@ func TestUnreachable(t *testing.T) {
 		t.Fatalf("Open: kind %v, want KindUnavailable: %v", kind, err)
 	}
 }
+
+// TestFeedMigrationKeepsOldCursors migrates a schema that holds events stored before the
+// feed recorded transaction ids. Those events sort first, in their old order, and a cursor
+// handed out before the migration (a bare sequence number) goes on exactly after its event:
+// no event is skipped or repeated across the upgrade.
+func TestFeedMigrationKeepsOldCursors(t *testing.T) {
+	t.Parallel()
+	u := testenv.PostgresSchema(t)
+	if err := postgres.MigrateTo(t.Context(), u, 2); err != nil {
+		t.Fatalf("migrate to version 2: %v", err)
+	}
+	conn, err := pgx.Connect(t.Context(), u)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := conn.Exec(t.Context(), `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
+			VALUES ('old', $1, now(), 0, 'before', '{}', '\x00')`, fmt.Sprint(i)); err != nil {
+			t.Fatalf("insert an old event: %v", err)
+		}
+	}
+	conn.Close(t.Context())
+
+	s, err := postgres.Open(t.Context(), u)
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Append(t.Context(), []uts.Event{
+		{Topic: "new", EventID: "a", Timestamp: time.Now(), Source: "after", Payload: []byte(`{}`)},
+		{Topic: "old", EventID: "b", Timestamp: time.Now(), Source: "after", Payload: []byte(`{}`)},
+	}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	ids := func(after string) string {
+		t.Helper()
+		c, err := uts.ParseCursor(after)
+		if err != nil {
+			t.Fatalf("ParseCursor(%q): %v", after, err)
+		}
+		events, err := s.Events(t.Context(), uts.EventQuery{After: c, Limit: 100})
+		if err != nil {
+			t.Fatalf("Events(after %s): %v", after, err)
+		}
+		var out []string
+		for _, e := range events {
+			out = append(out, e.Topic+"/"+e.EventID)
+		}
+		return fmt.Sprint(out)
+	}
+	if got, want := ids("0"), "[old/1 old/2 old/3 new/a old/b]"; got != want {
+		t.Errorf("the whole feed = %s, want %s", got, want)
+	}
+	if got, want := ids("2"), "[old/3 new/a old/b]"; got != want {
+		t.Errorf("after the old cursor 2 = %s, want %s", got, want)
+	}
+}
