@@ -29,6 +29,7 @@ import (
 // directly instead of through []any and driver.Value conversions saved about a sixth of the
 // writer's CPU, and the writer is what bounds the event rate.
 type Store struct {
+	dir    string // the file's folder, whose file system diagnose inspects
 	writer *sqlite3.Conn
 	read   *sql.DB
 	// writing is a lock that a waiting Append can give up on when its context ends; whoever
@@ -104,7 +105,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
 
-	s := &Store{writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
+	s := &Store{dir: filepath.Dir(path), writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
 	for _, opt := range opts {
 		opt(s)
 	}

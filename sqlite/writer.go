@@ -34,7 +34,7 @@ func (s *Store) withWriter(ctx context.Context, fn func() error) error {
 	}
 	s.writer.SetInterrupt(ctx)
 	defer s.writer.SetInterrupt(context.Background())
-	return fn()
+	return s.diagnose(fn())
 }
 
 // transaction runs fn in a write transaction on the writer, which the caller holds.
