@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/uts-events/uts"
 )
@@ -52,7 +53,8 @@ func wantKind(t *testing.T, what string, err error, kind uts.Kind) {
 	}
 }
 
-// appendTopics stores n events of each topic, interleaved, and returns them in feed order.
+// appendTopics stores n events of each topic, interleaved, and returns every stored event
+// in feed order once all of them are readable.
 func appendTopics(t *testing.T, s uts.Store, n int, topics ...string) []uts.StoredEvent {
 	t.Helper()
 	var batch []uts.Event
@@ -62,7 +64,28 @@ func appendTopics(t *testing.T, s uts.Store, n int, topics ...string) []uts.Stor
 		}
 	}
 	appendOK(t, s, batch...)
-	return allEvents(t, s, "")
+	return readableEvents(t, s, int(stats(t, s).UniqueProcessed))
+}
+
+// readableEvents waits until the feed hands out want events and returns them. On PostgreSQL
+// a transaction in flight anywhere on the server, another test's included, may hold the feed
+// back for a while (see uts.Store.Events); the wait is bounded, woken by Committed.
+func readableEvents(t *testing.T, s uts.Store, want int) []uts.StoredEvent {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		committed := s.Committed()
+		all := allEvents(t, s, "")
+		if len(all) >= want {
+			return all
+		}
+		select {
+		case <-committed:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("the feed hands out %d events, want %d", len(all), want)
+		}
+	}
 }
 
 func testSubscriptionCreate(t *testing.T, opener Opener) {
@@ -125,6 +148,7 @@ func testSubscriptionStart(t *testing.T, opener Opener) {
 		t.Fatalf("latest: %+v, want cursor %s (the last event) with lag 0", latest, last)
 	}
 	appendOK(t, s, newEvent("a", "new"), newEvent("b", "new"))
+	readableEvents(t, s, len(stored)+2)
 	page, err := s.Events(t.Context(), uts.EventQuery{Topics: latest.Topics, After: latest.Cursor, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
