@@ -27,7 +27,7 @@ const maxAnswerBytes = 1 << 30
 // answer moves on to the next URL (that replica may be down); an answer asking to come back
 // later (5xx, 429, 503 with Retry-After) is waited out with backoff; any other 4xx is an
 // error at once, since repeating the request cannot help. Every request it sends is safe to
-// repeat: reads name their position, and committing a cursor twice is a no-op. It is safe for
+// repeat: a read commits nothing, and committing a cursor twice is a no-op. It is safe for
 // concurrent use.
 type Client struct {
 	urls   []string
@@ -140,12 +140,12 @@ type Page struct {
 	Cursor uts.Cursor `json:"cursor"`
 }
 
-// Read returns up to limit events of the subscription after the cursor after, waiting up
-// to wait for the first one when none is there yet.
-func (c *Client) Read(ctx context.Context, name string, after uts.Cursor, limit int, wait time.Duration) (Page, error) {
+// Read returns up to limit events of the subscription after its committed cursor, waiting
+// up to wait for the first one when none is there yet. Reading commits nothing: the same
+// read again returns the same events until they are committed.
+func (c *Client) Read(ctx context.Context, name string, limit int, wait time.Duration) (Page, error) {
 	q := url.Values{}
 	q.Set("limit", strconv.Itoa(limit))
-	q.Set("after", after.String())
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}

@@ -27,13 +27,13 @@ type Config struct {
 	From         uts.SubscriptionStart
 	// Out is the file the events are appended to; "" or "-" for stdout.
 	Out string
-	// CommitEvery commits once this many events are written since the last commit.
+	// CommitEvery is the most events written between two commits. The aggregator serves a
+	// subscription from its committed cursor, so each read is committed before the next: a
+	// read asks for at most min(Limit, CommitEvery) events, and a trickle is committed as it
+	// comes, as is whatever was written at a clean stop.
 	CommitEvery int
-	// CommitInterval commits written events at least this often, so a slow trickle is
-	// committed too; a follower that has caught up commits at once anyway.
-	CommitInterval time.Duration
-	Limit          int           // events per read
-	Wait           time.Duration // how long a read waits for the first event
+	Limit       int           // events per read
+	Wait        time.Duration // how long a read waits for the first event
 	// ExitIdle stops once a read finds the subscription caught up, after committing.
 	ExitIdle bool
 
@@ -45,13 +45,12 @@ type Config struct {
 // DefaultConfig follows every topic of a local aggregator from the earliest event.
 func DefaultConfig() Config {
 	return Config{
-		URLs:           []string{"http://localhost:8080"},
-		From:           uts.StartEarliest,
-		CommitEvery:    10000,
-		CommitInterval: time.Second,
-		Limit:          5000,
-		Wait:           30 * time.Second,
-		Retry:          DefaultRetryPolicy(),
+		URLs:        []string{"http://localhost:8080"},
+		From:        uts.StartEarliest,
+		CommitEvery: 10000,
+		Limit:       5000,
+		Wait:        30 * time.Second,
+		Retry:       DefaultRetryPolicy(),
 	}
 }
 
@@ -73,7 +72,6 @@ func (c Config) Validate() error {
 	check(c.Subscription == "", "a subscription name is needed")
 	check(c.From != uts.StartEarliest && c.From != uts.StartLatest, "from must be earliest or latest, got %q", c.From)
 	check(c.CommitEvery < 1, "commit-every must be at least 1, got %d", c.CommitEvery)
-	check(c.CommitInterval <= 0, "commit interval must be positive, got %v", c.CommitInterval)
 	check(c.Limit < 1 || c.Limit > maxLimit, "limit must be from 1 to %d, got %d", maxLimit, c.Limit)
 	check(c.Wait < 0 || c.Wait > maxWait, "wait must be from 0 to %v, got %v", maxWait, c.Wait)
 	if err := c.Retry.validate(); err != nil {
@@ -163,30 +161,30 @@ type follower struct {
 	out    *output
 	logger *slog.Logger
 
-	position    uts.Cursor // the last event written
-	committed   uts.Cursor // the cursor the aggregator holds
-	uncommitted int        // events written past committed
-	lastCommit  time.Time
-	commits     int64
+	position  uts.Cursor // the last event written
+	committed uts.Cursor // the cursor the aggregator holds
+	commits   int64
 
 	written atomic.Int64 // for the progress line
 	lag     atomic.Int64 // the aggregator's latest word on the lag
 }
 
-// run reads, writes and commits until ctx ends or something fails for good.
+// run reads, writes and commits until ctx ends or something fails for good. The aggregator
+// reads a subscription from its committed cursor, so each page is committed before the next
+// read: written, flushed and made durable first, so that a crash repeats it and never loses it.
 func (f *follower) run(ctx context.Context) error {
-	f.lastCommit = time.Now()
+	limit := min(f.cfg.Limit, f.cfg.CommitEvery)
 	for {
 		wait := f.cfg.Wait
 		if f.cfg.ExitIdle {
 			wait = 0
 		}
-		page, err := f.client.Read(ctx, f.cfg.Subscription, f.position, f.cfg.Limit, wait)
+		page, err := f.client.Read(ctx, f.cfg.Subscription, limit, wait)
 		if err != nil {
 			if ctx.Err() != nil {
-				return f.finalCommit(ctx)
+				return nil
 			}
-			return errors.Join(fmt.Errorf("read: %w", err), f.finalCommit(ctx))
+			return fmt.Errorf("read: %w", err)
 		}
 		for _, line := range page.Events {
 			if err := f.out.writeLine(line); err != nil {
@@ -194,28 +192,19 @@ func (f *follower) run(ctx context.Context) error {
 			}
 		}
 		if len(page.Events) > 0 {
-			// Flushed per page, so a reader of the output sees each page as it comes.
-			if err := f.out.flush(); err != nil {
-				return err
-			}
 			f.position = page.Cursor
-			f.uncommitted += len(page.Events)
 			f.written.Add(int64(len(page.Events)))
-		}
-		caughtUp := len(page.Events) < f.cfg.Limit
-		if f.uncommitted >= f.cfg.CommitEvery || (f.uncommitted > 0 && (caughtUp || time.Since(f.lastCommit) >= f.cfg.CommitInterval)) {
-			if err := f.commit(ctx); err != nil {
-				if ctx.Err() != nil {
-					return f.finalCommit(ctx)
-				}
+			// Committed even when ctx is cancelled meanwhile: the page is written, and a
+			// clean stop commits what it wrote.
+			if err := f.finalCommit(ctx); err != nil {
 				return err
 			}
 		}
-		if f.cfg.ExitIdle && caughtUp {
+		if f.cfg.ExitIdle && len(page.Events) < limit {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return f.finalCommit(ctx)
+			return nil
 		}
 	}
 }
@@ -229,7 +218,7 @@ func (f *follower) commit(ctx context.Context) error {
 	if err := f.out.durable(); err != nil {
 		return err
 	}
-	sub, err := f.client.Commit(ctx, f.cfg.Subscription, f.position, false)
+	_, err := f.client.Commit(ctx, f.cfg.Subscription, f.position, false)
 	if err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Status == http.StatusConflict {
@@ -237,21 +226,21 @@ func (f *follower) commit(ctx context.Context) error {
 		}
 		return fmt.Errorf("commit %s: %w", f.position, err)
 	}
-	f.committed, f.uncommitted, f.lastCommit = f.position, 0, time.Now()
+	f.committed = f.position
 	f.commits++
-	f.lag.Store(sub.Lag)
 	return nil
 }
 
-// finalCommit commits what was written when the run is stopped, on a context of its own.
+// finalCommit commits what was written. Once ctx is cancelled it goes on for commitGrace on a
+// context of its own, so that a clean stop leaves nothing written and uncommitted.
 func (f *follower) finalCommit(ctx context.Context) error {
-	if f.position == f.committed {
-		return nil
+	if ctx.Err() == nil {
+		return f.commit(ctx)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
 	defer cancel()
 	if err := f.commit(ctx); err != nil {
-		return fmt.Errorf("final commit (the events after %s will be delivered again): %w", f.committed, err)
+		return fmt.Errorf("commit at stop (the events after %s will be delivered again): %w", f.committed, err)
 	}
 	f.logger.Info("committed at stop", "cursor", f.committed)
 	return nil

@@ -2,6 +2,7 @@ package subscriber
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -33,11 +34,44 @@ func openOutput(path string, stdout io.Writer) (*output, error) {
 		}
 		return o, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open output: %w", err)
 	}
+	if err := cutPartialLine(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open output %s: %w", path, err)
+	}
 	return &output{w: bufio.NewWriterSize(f, outputBuffer), file: f, sync: true}, nil
+}
+
+// cutPartialLine truncates the file after its last newline. A run killed while flushing can
+// leave half a line at the end; that line's event was not committed (commits come after a
+// complete flush), so it comes again, and the half would only corrupt the next line.
+func cutPartialLine(f *os.File) error {
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := info.Size()
+	buf := make([]byte, 64<<10)
+	for pos := end; pos > 0; {
+		n := min(int64(len(buf)), pos)
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if keep := pos + int64(i) + 1; keep < end {
+				return f.Truncate(keep)
+			}
+			return nil
+		}
+	}
+	if end > 0 { // no newline at all: the whole file is one partial line
+		return f.Truncate(0)
+	}
+	return nil
 }
 
 func (o *output) writeLine(line []byte) error {

@@ -30,7 +30,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg.Logger = logger
 	logger.Info("subscriber starting", "urls", cfg.URLs, "token", masked(cfg.Token), "subscription", cfg.Subscription,
 		"topics", cfg.Topics, "from", cfg.From, "out", cfg.Out, "commit_every", cfg.CommitEvery,
-		"commit_interval", cfg.CommitInterval, "limit", cfg.Limit, "wait", cfg.Wait, "exit_idle", cfg.ExitIdle)
+		"limit", cfg.Limit, "wait", cfg.Wait, "exit_idle", cfg.ExitIdle)
 	summary, err := subscriber.Follow(ctx, cfg, stdout, progressWriter(stderr))
 	logger.Info("subscriber stopped", "events", summary.Events, "commits", summary.Commits, "cursor", summary.Cursor,
 		"resumed_from", summary.Resumed, "retries", summary.Retries,
@@ -51,7 +51,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs.StringVar(&from, "from", from, "where a new subscription starts: earliest or latest (an existing one resumes from its cursor)")
 	fs.StringVar(&cfg.Out, "out", "", "append the NDJSON lines to this file (fsynced before each commit); stdout when empty or -")
 	fs.IntVar(&cfg.CommitEvery, "commit-every", cfg.CommitEvery, "commit the cursor once this many events are written")
-	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "commit written events at least this often (and always when caught up)")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token for reading (the aggregator's -read-token)")
 	fs.IntVar(&cfg.Limit, "limit", cfg.Limit, "events per read, at most 10000")
 	fs.DurationVar(&cfg.Wait, "wait", cfg.Wait, "how long a read waits for new events, at most 60s")
