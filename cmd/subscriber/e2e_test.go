@@ -48,6 +48,7 @@ func TestSubscriberSurvivesKills(t *testing.T) {
 	redisURL := testenv.RedisURL(t)
 	prefix := testenv.RedisPrefix(t, redisURL)
 	b := binaries(t)
+	began := time.Now()
 	events := e2eEvents(t)
 	distinct := events - events*3/10
 
@@ -93,11 +94,13 @@ func TestSubscriberSurvivesKills(t *testing.T) {
 			}
 		})
 		sub.Kill()
-		t.Logf("kill %d at %d lines", kill, countLines(t, out))
+		t.Logf("%v: kill %d at %d lines", time.Since(began).Round(time.Millisecond), kill, countLines(t, out))
 		sub = startProcess(t, b.subscriber, subArgs...)
 	}
 
-	if err := <-published; err != nil {
+	err := <-published
+	t.Logf("%v: publisher done", time.Since(began).Round(time.Millisecond))
+	if err != nil {
 		t.Fatalf("publisher: %v\n%s\n%s", err, pubOut.String(), pubErr.String())
 	}
 	var summary struct {
@@ -136,6 +139,7 @@ func TestSubscriberSurvivesKills(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("%v: subscriber caught up", time.Since(began).Round(time.Millisecond))
 	if code := sub.Stop(t); code != 0 {
 		t.Fatalf("subscriber exited %d at SIGINT:\n%s", code, sub.logs)
 	}
