@@ -177,19 +177,28 @@ func str(raw json.RawMessage) (string, string) {
 
 func name(raw json.RawMessage) (string, string) {
 	s, msg := str(raw)
-	switch {
-	case msg != "":
+	if msg != "" {
 		return "", msg
-	case s == "":
-		return "", "must not be empty"
-	case len(s) > maxNameBytes:
-		return "", fmt.Sprintf("must be at most %d bytes, got %d", maxNameBytes, len(s))
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "", "must not contain control characters"
-	case !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError):
-		return "", "must be valid UTF-8"
+	}
+	if msg := nameProblem(s); msg != "" {
+		return "", msg
 	}
 	return s, ""
+}
+
+// nameProblem says what is wrong with a topic, event_id or source; "" when nothing is.
+func nameProblem(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > maxNameBytes:
+		return fmt.Sprintf("must be at most %d bytes, got %d", maxNameBytes, len(s))
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return "must not contain control characters"
+	case !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError):
+		return "must be valid UTF-8"
+	}
+	return ""
 }
 
 // timestampLayouts are the ISO 8601 / RFC 3339 forms accepted. Go's parser takes a

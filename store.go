@@ -96,6 +96,7 @@ type Stats struct {
 // Store keeps each (topic, event_id) once and counts what it dropped. Implementations are
 // safe for concurrent use; sqlite/ and postgres/ pass the storetest conformance suite.
 type Store interface {
+	Subscriptions
 	// Append commits one batch in ONE transaction: every event whose key is new is stored,
 	// the others are dropped as duplicates, and the counters (received, unique, duplicates,
 	// conflicts, per topic) move in that same transaction. Duplicates are found by the

@@ -79,6 +79,21 @@ func TestDashboardInBrowser(t *testing.T) {
 			v.topic("orders", 30, 11, 1) && v.topic("payments", 5, 0, 0) && v.topic("users", 3, 0, 0)
 	})
 
+	// A subscription shows with its lag, which follows its commits.
+	auth := []string{"Content-Type", "application/json", "Authorization", "Bearer " + readToken}
+	mustStatus(t, e.do("PUT", "/subscriptions/billing", []byte(`{"topics": ["orders"]}`), auth...), http.StatusCreated)
+	b.waitFor("the billing subscription, 30 orders behind", func(v pageView) bool {
+		return len(v.Subscriptions) == 1 && v.Subscriptions[0].Name == "billing" && shown(v.Subscriptions[0].Lag) == 30
+	})
+	var page subscriptionEventsAnswer
+	read := e.do("GET", "/subscriptions/billing/events?limit=10", nil, auth...)
+	mustStatus(t, read, http.StatusOK)
+	read.decode(t, &page)
+	mustStatus(t, e.do("POST", "/subscriptions/billing/commit", []byte(`{"cursor": "`+page.Cursor+`"}`), auth...), http.StatusOK)
+	b.waitFor("billing 20 orders behind once it committed 10", func(v pageView) bool {
+		return len(v.Subscriptions) == 1 && shown(v.Subscriptions[0].Lag) == 20 && v.Subscriptions[0].Cursor == page.Cursor
+	})
+
 	// The Metrics link, which cannot carry the token, shows /metrics in the page instead.
 	b.do(chromedp.Click(chromedp.ID("metrics-link")),
 		chromedp.Poll[chromedp.Void](`document.getElementById("metrics-text").textContent.includes("uts_up")`,
@@ -236,14 +251,21 @@ func (b *browser) checkNoErrors() {
 
 // pageView is what the page shows, read from its DOM.
 type pageView struct {
-	Conn          string            `json:"conn"`
-	AuthShown     bool              `json:"authShown"`
-	Totals        map[string]string `json:"totals"`
-	Topics        []pageTopic       `json:"topics"`
-	Events        []pageEvent       `json:"events"`
-	Mode          string            `json:"mode"`
-	OlderDisabled bool              `json:"olderDisabled"`
-	NewerDisabled bool              `json:"newerDisabled"`
+	Conn          string             `json:"conn"`
+	AuthShown     bool               `json:"authShown"`
+	Totals        map[string]string  `json:"totals"`
+	Topics        []pageTopic        `json:"topics"`
+	Events        []pageEvent        `json:"events"`
+	Mode          string             `json:"mode"`
+	OlderDisabled bool               `json:"olderDisabled"`
+	NewerDisabled bool               `json:"newerDisabled"`
+	Subscriptions []pageSubscription `json:"subscriptions"`
+}
+
+type pageSubscription struct {
+	Name   string `json:"name"`
+	Cursor string `json:"cursor"`
+	Lag    string `json:"lag"`
 }
 
 type pageTopic struct {
@@ -275,6 +297,9 @@ const readPage = `(() => {
 		mode: $("events-mode").dataset.state,
 		olderDisabled: $("page-older").disabled,
 		newerDisabled: $("page-newer").disabled,
+		subscriptions: [...document.querySelectorAll("#subscriptions tbody tr")].map((tr) => ({
+			name: tr.dataset.subscription, cursor: text(tr, ".cursor"), lag: text(tr, ".lag"),
+		})),
 	};
 })()`
 

@@ -28,7 +28,9 @@ type Config struct {
 	Now func() time.Time
 	// PublishTokens, when non-empty, are the bearer tokens that may POST /publish.
 	PublishTokens []string
-	// ReadTokens, when non-empty, are the bearer tokens that may read /events, /stats and /metrics.
+	// ReadTokens, when non-empty, are the bearer tokens that may read /events, /stats and
+	// /metrics, and use /subscriptions: a subscriber is a reader, its commits only its own
+	// bookmark.
 	ReadTokens []string
 	// Metrics, when set, is served at GET /metrics behind the read tokens.
 	Metrics http.Handler
@@ -68,6 +70,12 @@ func routes(cfg Config) []route {
 	rts := []route{
 		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, cfg.Logger))},
 		{"GET", "/events", readAuth(handleEvents(cfg.Store, waiting, cfg.Logger))},
+		{"PUT", "/subscriptions/{name}", readAuth(handlePutSubscription(cfg.Store, cfg.Logger))},
+		{"GET", "/subscriptions/{name}", readAuth(handleGetSubscription(cfg.Store, cfg.Logger))},
+		{"DELETE", "/subscriptions/{name}", readAuth(handleDeleteSubscription(cfg.Store, cfg.Logger))},
+		{"GET", "/subscriptions/{name}/events", readAuth(handleSubscriptionEvents(cfg.Store, waiting, cfg.Logger))},
+		{"POST", "/subscriptions/{name}/commit", readAuth(handleCommitSubscription(cfg.Store, cfg.Logger))},
+		{"GET", "/subscriptions", readAuth(handleListSubscriptions(cfg.Store, cfg.Logger))},
 		{"GET", "/stats", readAuth(handleStats(cfg.Store, cfg.Broker, cfg.StartedAt, cfg.Now, cfg.Logger))},
 		{"GET", "/healthz", handleLive()},
 		{"GET", "/readyz", ready},

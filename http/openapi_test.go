@@ -313,13 +313,19 @@ func TestDocumentIsSound(t *testing.T) {
 		t.Errorf("openapi version %q, want 3.0.x", v)
 	}
 	want := map[string][]string{
-		"POST /publish": {"200", "202", "400", "401", "413", "415", "422", "500", "503"},
-		"GET /events":   {"200", "401", "422", "500", "503"},
-		"GET /stats":    {"200", "401", "500", "503"},
-		"GET /metrics":  {"200", "401"},
-		"GET /readyz":   {"200", "503"},
-		"GET /health":   {"200", "503"},
-		"GET /healthz":  {"200"},
+		"POST /publish":                     {"200", "202", "400", "401", "413", "415", "422", "500", "503"},
+		"GET /events":                       {"200", "401", "422", "500", "503"},
+		"GET /stats":                        {"200", "401", "500", "503"},
+		"GET /metrics":                      {"200", "401"},
+		"GET /readyz":                       {"200", "503"},
+		"GET /health":                       {"200", "503"},
+		"GET /healthz":                      {"200"},
+		"PUT /subscriptions/{name}":         {"200", "201", "400", "401", "409", "422", "500", "503"},
+		"GET /subscriptions/{name}":         {"200", "401", "404", "422", "500", "503"},
+		"DELETE /subscriptions/{name}":      {"204", "401", "404", "422", "500", "503"},
+		"GET /subscriptions/{name}/events":  {"200", "401", "404", "422", "500", "503"},
+		"POST /subscriptions/{name}/commit": {"200", "400", "401", "404", "409", "422", "500", "503"},
+		"GET /subscriptions":                {"200", "401", "500", "503"},
 	}
 	for key, statuses := range want {
 		method, path, _ := strings.Cut(key, " ")

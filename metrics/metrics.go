@@ -5,7 +5,8 @@
 //
 // Every label takes values from a fixed set (outcomes, route patterns, status codes), never
 // from input such as a topic or a path, so a busy or hostile client cannot grow the number
-// of series.
+// of series. The one exception, a subscription's name, is bounded by the store
+// (uts.MaxSubscriptions).
 package metrics
 
 import (

@@ -47,6 +47,7 @@ func newAggregator(t *testing.T) *aggregator {
 
 	m := metrics.New()
 	broker := m.Broker(inproc.New(inproc.Options{Linger: 0}))
+	m.WatchSubscriptions(store)
 	ctx, cancel := context.WithCancel(context.Background())
 	consumed := make(chan error, 1)
 	go func() {
@@ -235,5 +236,36 @@ func TestMetricsNeedTheReadToken(t *testing.T) {
 		if leaked := bytes.Contains(body, []byte("uts_events_total")); leaked != (tc.want == http.StatusOK) {
 			t.Errorf("GET /metrics with token %q: body has metrics = %v", tc.token, leaked)
 		}
+	}
+}
+
+func TestSubscriptionLagIsExported(t *testing.T) {
+	t.Parallel()
+	a := newAggregator(t)
+	a.publish(t, newEvents("orders", 5))
+	a.publish(t, newEvents("other", 2))
+	ctx := t.Context()
+	for _, spec := range []uts.SubscriptionSpec{{Name: "billing", Topics: []string{"orders"}}, {Name: "audit"}} {
+		if _, _, err := a.store.CreateSubscription(ctx, spec); err != nil {
+			t.Fatalf("CreateSubscription(%+v): %v", spec, err)
+		}
+	}
+	page, err := a.store.Events(ctx, uts.EventQuery{Topics: []string{"orders"}, Limit: 2})
+	if err != nil || len(page) != 2 {
+		t.Fatalf("Events: %d, %v", len(page), err)
+	}
+	if _, err := a.store.CommitSubscription(ctx, "billing", page[1].Cursor, false); err != nil {
+		t.Fatalf("CommitSubscription: %v", err)
+	}
+	families := a.scrape(t)
+	for name, want := range map[string]float64{"billing": 3, "audit": 7} {
+		if got := sample(t, families, "uts_subscription_lag_events", "subscription="+name).GetGauge().GetValue(); got != want {
+			t.Errorf("uts_subscription_lag_events{subscription=%q} = %v, want %v", name, got, want)
+		}
+	}
+	// A store that does not answer leaves a gap, not a failed scrape or a stale number.
+	a.store.Close()
+	if _, ok := a.scrape(t)["uts_subscription_lag_events"]; ok {
+		t.Error("uts_subscription_lag_events exported while the store is closed")
 	}
 }

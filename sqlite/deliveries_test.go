@@ -32,8 +32,8 @@ func TestPruneDeliveries(t *testing.T) {
 	}, func(cutoff time.Time) (int64, error) { return s.PruneDeliveries(t.Context(), cutoff) })
 }
 
-// TestMigratesVersion1 opens a file written by the first schema: the deliveries table is
-// added and what was stored stays.
+// TestMigratesVersion1 opens a file written by the first schema: the deliveries and
+// subscriptions tables are added and what was stored stays.
 func TestMigratesVersion1(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
@@ -48,7 +48,7 @@ func TestMigratesVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`DROP TABLE deliveries; PRAGMA user_version = 1`); err != nil {
+	if _, err := db.Exec(`DROP TABLE deliveries; DROP TABLE subscriptions; PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -68,6 +68,9 @@ func TestMigratesVersion1(t *testing.T) {
 	}
 	if want := (uts.Counters{Received: 2, UniqueProcessed: 1, DuplicateDropped: 1}); st.Counters != want {
 		t.Fatalf("counters %+v, want %+v (the version-1 event, then one delivery counted once)", st.Counters, want)
+	}
+	if sub, _, err := s.CreateSubscription(t.Context(), uts.SubscriptionSpec{Name: "after-migration"}); err != nil || sub.Lag != 1 {
+		t.Fatalf("CreateSubscription after the migration: %+v, %v; want lag 1", sub, err)
 	}
 }
 

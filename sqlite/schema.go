@@ -10,10 +10,10 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer version of this
 // package is refused rather than misread.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[v] brings a file from version v to v+1.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // schemaV1 creates the events and their counters. Times are unix nanoseconds in UTC:
 // integers keep nanoseconds exactly, compare as numbers and cost nothing to parse.
@@ -67,6 +67,20 @@ CREATE TABLE deliveries (
 ) WITHOUT ROWID;
 -- Pruning the oldest.
 CREATE INDEX deliveries_recorded_at ON deliveries (recorded_at);
+`
+
+// schemaV3 adds the durable subscriptions (uts.Subscriptions). topics is a JSON array,
+// sorted; cursor_seq is the committed cursor (a cursor's Tx is always 0 here). The name's
+// BINARY collation sorts as Go does.
+const schemaV3 = `
+CREATE TABLE subscriptions (
+	name       TEXT    PRIMARY KEY,
+	topics     TEXT    NOT NULL,
+	start      TEXT    NOT NULL,
+	cursor_seq INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 `
 
 // migrate brings the file to schemaVersion in one transaction, so a crash mid-way leaves

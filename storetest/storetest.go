@@ -55,6 +55,16 @@ func Run(t *testing.T, newStore NewStore) {
 		{"EventsPaging", testEventsPaging},
 		{"Reopen", testReopen},
 		{"Ping", testPing},
+		{"SubscriptionCreate", testSubscriptionCreate},
+		{"SubscriptionStart", testSubscriptionStart},
+		{"SubscriptionCommit", testSubscriptionCommit},
+		{"SubscriptionForeignCursor", testSubscriptionForeignCursor},
+		{"SubscriptionLag", testSubscriptionLag},
+		{"SubscriptionList", testSubscriptionList},
+		{"SubscriptionDelete", testSubscriptionDelete},
+		{"SubscriptionsSurviveReopen", testSubscriptionsSurviveReopen},
+		{"SubscriptionCap", testSubscriptionCap},
+		{"ConcurrentCommits", testConcurrentCommits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	broker = meters.Broker(broker)
+	meters.WatchSubscriptions(store)
 
 	stats, err := store.Stats(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@
   const POLL_MS = 1000;
   const HIDDEN_POLL_MS = 5000; // a background tab need not poll every second
   const READY_EVERY = 5; // check /readyz every this many polls
+  const SUBSCRIPTIONS_EVERY = 5; // read /subscriptions every this many polls: each read counts every lag
   const CHART_MAX_S = 300; // the chart shows at most the last five minutes...
   const CHART_MIN_S = 60; // ...and at least one, so a fresh page is not all squashed
   const TOKEN_KEY = "uts.readToken";
@@ -123,6 +124,7 @@
       renderFilter(stats);
       drawChart();
       if (state.polls % READY_EVERY === 0) checkReady();
+      if (state.polls % SUBSCRIPTIONS_EVERY === 0) await refreshSubscriptions();
       state.polls++;
       try {
         await refreshLive();
@@ -310,6 +312,38 @@
     $("topics").hidden = rows.length === 0;
     $("topics-empty").hidden = rows.length > 0;
     $("topic-count").textContent = rows.length ? `${rows.length} topic${rows.length > 1 ? "s" : ""}` : "";
+  }
+
+  // refreshSubscriptions shows each subscription with its lag. A failure leaves the last
+  // table in place, marked stale, rather than failing the whole poll.
+  async function refreshSubscriptions() {
+    try {
+      const body = await (await api("/subscriptions")).json();
+      renderSubscriptions(body.subscriptions || []);
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+      $("subscription-count").textContent = "Failed: " + err.message;
+    }
+  }
+
+  function renderSubscriptions(subs) {
+    const rows = subs.map((s) => {
+      const tr = document.createElement("tr");
+      tr.dataset.subscription = s.name;
+      const topics = s.topics.length ? s.topics.join(", ") : "all topics";
+      tr.append(
+        cell(s.name, "name"),
+        cell(topics, s.topics.length ? "topics" : "topics muted"),
+        cell(s.cursor, "cursor mono"),
+        cell(n(s.lag), "num lag" + (s.lag ? "" : " zero")),
+      );
+      tr.title = `${s.name}: started ${s.start}, last commit ${s.updated_at}`;
+      return tr;
+    });
+    $("subscriptions").tBodies[0].replaceChildren(...rows);
+    $("subscriptions").hidden = rows.length === 0;
+    $("subscriptions-empty").hidden = rows.length > 0;
+    $("subscription-count").textContent = rows.length ? `${rows.length} subscription${rows.length > 1 ? "s" : ""}` : "";
   }
 
   function renderFilter(stats) {
