@@ -1,0 +1,261 @@
+package subscriber
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// maxAnswerBytes bounds one answer read into memory: a page of 10,000 events of the largest
+// size the aggregator accepts by default would not fit, but such a page is not what a
+// follower asks for; the bound keeps a confused server from exhausting memory.
+const maxAnswerBytes = 1 << 30
+
+// Client talks to one or more aggregators' subscription API over HTTP. A request that got no
+// answer moves on to the next URL (that replica may be down); an answer asking to come back
+// later (5xx, 429, 503 with Retry-After) is waited out with backoff; any other 4xx is an
+// error at once, since repeating the request cannot help. Every request it sends is safe to
+// repeat: a read commits nothing, and committing a cursor twice is a no-op. It is safe for
+// concurrent use.
+type Client struct {
+	urls   []string
+	token  string
+	http   *http.Client
+	retry  RetryPolicy
+	logger *slog.Logger
+	next   atomic.Uint64 // round-robin position over urls
+
+	// retries counts the attempts that were repeated, for the progress line.
+	retries atomic.Int64
+	// sleep waits between attempts; tests replace it to see the waits without taking them.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// ClientConfig sets up a Client.
+type ClientConfig struct {
+	URLs  []string // aggregators, used round-robin
+	Token string   // bearer token for reading (the aggregator's -read-token)
+	Retry RetryPolicy
+	// HTTPClient may be nil for one with no overall timeout: a read that waits for events
+	// sets its own deadline.
+	HTTPClient *http.Client
+	Logger     *slog.Logger // may be nil
+}
+
+// NewClient returns a client that spreads requests over cc.URLs round-robin.
+func NewClient(cc ClientConfig) (*Client, error) {
+	if len(cc.URLs) == 0 {
+		return nil, errors.New("no aggregator URL")
+	}
+	bases := make([]string, len(cc.URLs))
+	for i, raw := range cc.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("aggregator URL %q: %w", raw, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("aggregator URL %q: want http(s)://host[:port]", raw)
+		}
+		bases[i] = strings.TrimRight(u.String(), "/")
+	}
+	if err := cc.Retry.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{urls: bases, token: cc.Token, http: cc.HTTPClient, retry: cc.Retry, logger: cc.Logger, sleep: sleepContext}
+	if c.http == nil {
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		// Pages are read on loopback or a LAN far more often than over a slow link, where
+		// compressing megabytes of JSON costs the server more CPU than the bytes cost the wire.
+		transport.DisableCompression = true
+		c.http = &http.Client{Transport: transport}
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Retries is how many attempts were repeated so far.
+func (c *Client) Retries() int64 { return c.retries.Load() }
+
+// Subscribe creates the subscription, or finds it when one with the same spec exists; a
+// different spec under the name is a *StatusError 409.
+func (c *Client) Subscribe(ctx context.Context, spec uts.SubscriptionSpec) (uts.Subscription, error) {
+	topics := spec.Topics
+	if topics == nil {
+		topics = []string{}
+	}
+	body, err := json.Marshal(struct {
+		Topics []string              `json:"topics"`
+		Start  uts.SubscriptionStart `json:"start"`
+	}{topics, spec.Start})
+	if err != nil {
+		return uts.Subscription{}, err
+	}
+	var sub uts.Subscription
+	err = c.doJSON(ctx, http.MethodPut, subscriptionPath(spec.Name), body, 0, &sub)
+	return sub, err
+}
+
+// Subscription reads one subscription, with its lag.
+func (c *Client) Subscription(ctx context.Context, name string) (uts.Subscription, error) {
+	var sub uts.Subscription
+	err := c.doJSON(ctx, http.MethodGet, subscriptionPath(name), nil, 0, &sub)
+	return sub, err
+}
+
+// Commit moves the subscription's committed cursor to cursor: every event up to it is
+// handled. Reset allows moving it back.
+func (c *Client) Commit(ctx context.Context, name string, cursor uts.Cursor, reset bool) (uts.Subscription, error) {
+	body, err := json.Marshal(struct {
+		Cursor uts.Cursor `json:"cursor"`
+		Reset  bool       `json:"reset,omitempty"`
+	}{cursor, reset})
+	if err != nil {
+		return uts.Subscription{}, err
+	}
+	var sub uts.Subscription
+	err = c.doJSON(ctx, http.MethodPost, subscriptionPath(name)+"/commit", body, 0, &sub)
+	return sub, err
+}
+
+// Page is one read of a subscription.
+type Page struct {
+	// Events are the events as the aggregator sent them, one JSON object each, compact and
+	// carrying its own "cursor": exactly what a subscriber writes as an NDJSON line.
+	Events []json.RawMessage `json:"events"`
+	// Cursor is the last event's cursor, or where the read started when it found none.
+	Cursor uts.Cursor `json:"cursor"`
+}
+
+// Read returns up to limit events of the subscription after its committed cursor, waiting
+// up to wait for the first one when none is there yet. Reading commits nothing: the same
+// read again returns the same events until they are committed.
+func (c *Client) Read(ctx context.Context, name string, limit int, wait time.Duration) (Page, error) {
+	q := url.Values{}
+	q.Set("limit", strconv.Itoa(limit))
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var page Page
+	err := c.doJSON(ctx, http.MethodGet, subscriptionPath(name)+"/events?"+q.Encode(), nil, wait, &page)
+	if err != nil {
+		return page, err
+	}
+	for i, e := range page.Events {
+		// A line must stay one line; json.Compact only runs on an answer that was indented.
+		if bytes.IndexByte(e, '\n') >= 0 {
+			var b bytes.Buffer
+			if err := json.Compact(&b, e); err != nil {
+				return page, fmt.Errorf("read %s: event %d: %w", name, i, err)
+			}
+			page.Events[i] = b.Bytes()
+		}
+	}
+	return page, nil
+}
+
+func subscriptionPath(name string) string { return "/subscriptions/" + url.PathEscape(name) }
+
+// doJSON runs one request with retries and decodes a 2xx answer into into. A request that
+// waits for events gets wait plus a margin before it counts as lost.
+func (c *Client) doJSON(ctx context.Context, method, path string, body []byte, wait time.Duration, into any) error {
+	data, err := c.do(ctx, method, path, body, wait)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, into); err != nil {
+		return fmt.Errorf("%s %s: unreadable answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// attemptTimeout is how long one attempt may take beyond the wait it asked the server for.
+const attemptTimeout = 30 * time.Second
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, wait time.Duration) ([]byte, error) {
+	target := c.next.Add(1) - 1
+	for attempt := 1; ; attempt++ {
+		base := c.urls[target%uint64(len(c.urls))]
+		data, retryAfter, err := c.attempt(ctx, method, base+path, body, wait+attemptTimeout)
+		if err == nil {
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var se *StatusError
+		isStatus := errors.As(err, &se)
+		if isStatus && !se.Temporary() {
+			return nil, err
+		}
+		if !isStatus {
+			target++ // no answer: try the next replica
+		}
+		if c.retry.MaxAttempts > 0 && attempt >= c.retry.MaxAttempts {
+			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		d := c.retry.delay(attempt, retryAfter)
+		c.retries.Add(1)
+		c.logger.Warn("retrying", "method", method, "url", base+path, "attempt", attempt, "wait", d, "err", err)
+		if err := c.sleep(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (c *Client) attempt(ctx context.Context, method, target string, body []byte, timeout time.Duration) ([]byte, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, reader)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "uts-subscriber")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	data, err := readAll(resp.Body, resp.ContentLength)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s %s: read answer: %w", method, target, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return data, 0, nil
+	}
+	return nil, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), newStatusError(method, target, resp.StatusCode, data)
+}
+
+// readAll reads an answer in one allocation when its length is known, as a page's is.
+func readAll(r io.Reader, length int64) ([]byte, error) {
+	if length < 0 || length > maxAnswerBytes {
+		return io.ReadAll(io.LimitReader(r, maxAnswerBytes))
+	}
+	buf := make([]byte, length)
+	_, err := io.ReadFull(r, buf)
+	return buf, err
+}
