@@ -1,7 +1,6 @@
 package http
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -174,7 +173,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	q.Limit = exportChunk
-	enc := json.NewEncoder(w)
+	enc := newJSONEncoder(w)
 	started := false
 	for {
 		events, err := store.Events(ctx, q)

@@ -39,6 +39,11 @@ type Config struct {
 	// MaxWaiting caps the requests waiting for events at once (wait=, event streams); past
 	// it they answer 503. Zero means 1000.
 	MaxWaiting int
+	// BodyTimeout bounds how long a client may take to send a /publish body; zero means 30s.
+	BodyTimeout time.Duration
+	// MaxBodyMemory caps the request-body bytes held at once across all requests; past it
+	// /publish answers 503. Zero means 256 MiB.
+	MaxBodyMemory int64
 }
 
 // route is one (method, path) the API answers. The table is the single list of routes, so
@@ -66,7 +71,7 @@ func routes(cfg Config) []route {
 	waiting := newWaitSlots(cfg.MaxWaiting) // shared by every route that waits for events
 	docs := v5emb.New("UTS Event System", "/openapi.json", "/docs/")
 	rts := []route{
-		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, cfg.Logger))},
+		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, newBodyReader(cfg), cfg.Logger))},
 		{"GET", "/events", readAuth(handleEvents(cfg.Store, waiting, cfg.Logger))},
 		{"GET", "/stats", readAuth(handleStats(cfg.Store, cfg.Broker, cfg.StartedAt, cfg.Now, cfg.Logger))},
 		{"GET", "/healthz", handleLive()},
@@ -105,6 +110,12 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Limits.MaxEventBytes <= 0 {
 		cfg.Limits.MaxEventBytes = def.MaxEventBytes
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = defaultBodyTimeout
+	}
+	if cfg.MaxBodyMemory <= 0 {
+		cfg.MaxBodyMemory = defaultMaxBodyMemory
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -31,12 +31,24 @@ func TestConfigPrecedence(t *testing.T) {
 	if d.Addr != ":8080" || d.DB != "sqlite:./data/uts.db" || d.Broker != "" || d.Limits.MaxBatchEvents != 10_000 {
 		t.Errorf("defaults: %+v", d)
 	}
+	if d.BodyTimeout != 30*time.Second || d.IdleTimeout != 60*time.Second || d.MaxBodyMemory != 256<<20 {
+		t.Errorf("slow-client defaults: body %v idle %v memory %d", d.BodyTimeout, d.IdleTimeout, d.MaxBodyMemory)
+	}
+	slow := map[string]string{"UTS_BODY_TIMEOUT": "2s", "UTS_IDLE_TIMEOUT": "3s", "UTS_MAX_BODY_MEMORY": "33554432"}
+	e, err := parseConfig(nil, func(k string) string { return slow[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.BodyTimeout != 2*time.Second || e.IdleTimeout != 3*time.Second || e.MaxBodyMemory != 32<<20 {
+		t.Errorf("slow-client variables not applied: body %v idle %v memory %d", e.BodyTimeout, e.IdleTimeout, e.MaxBodyMemory)
+	}
 }
 
 func TestConfigRejects(t *testing.T) {
 	for _, args := range [][]string{
 		{"-queue-events", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
 		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
+		{"-body-timeout", "0s"}, {"-idle-timeout", "-1s"}, {"-max-body-memory", "1000"},
 	} {
 		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)

@@ -87,9 +87,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Handler: meters.Requests(http.NewHandler(http.Config{
 			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
-			Commits: commits.Ready,
+			Commits: commits.Ready, BodyTimeout: cfg.BodyTimeout, MaxBodyMemory: cfg.MaxBodyMemory,
 		})),
+		// No ReadTimeout or WriteTimeout: they would cut long-polls and event streams. The
+		// publish handler bounds its body read itself (-body-timeout).
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
