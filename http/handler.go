@@ -59,7 +59,12 @@ func NewHandler(cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	mux := http.NewServeMux()
 	for _, rt := range routes(cfg) {
-		mux.Handle(rt.method+" "+muxPath(rt.path), rt.handler)
+		pattern := rt.method + " " + rt.path
+		handler := rt.handler
+		if allowed, ok := queryParams[pattern]; ok {
+			handler = onlyParams(cfg.Logger, allowed, handler)
+		}
+		mux.Handle(rt.method+" "+muxPath(rt.path), handler)
 	}
 	return logRequests(cfg.Logger, recoverPanics(cfg.Logger, jsonMuxErrors(mux)))
 }
@@ -89,6 +94,17 @@ func routes(cfg Config) []route {
 		rts = append(rts, route{"GET", "/metrics", readAuth(cfg.Metrics)})
 	}
 	return rts
+}
+
+// queryParams lists, for each API route, every query parameter it takes: any other is
+// answered 422 rather than ignored, so that a misspelt limit or topic is not silently a
+// different query. The OpenAPI test checks each list against the document. Routes not
+// listed (the dashboard, the docs, health, metrics) check nothing: browsers and Swagger UI
+// may add parameters of their own.
+var queryParams = map[string][]string{
+	"POST /publish": {"results"},
+	"GET /events":   {"topic", "limit", "offset", "after", "before", "order", "wait"},
+	"GET /stats":    {},
 }
 
 // muxPath is the ServeMux pattern for a documented path. A pattern ending in "/" would match
