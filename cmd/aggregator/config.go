@@ -101,6 +101,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
 
+	// -h names each flag's variable, so that a deployment can be written from it.
+	fs.VisitAll(func(f *flag.Flag) {
+		if variable, ok := env[f.Name]; ok {
+			f.Usage += " (" + variable + ")"
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
