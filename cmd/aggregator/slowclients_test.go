@@ -58,8 +58,9 @@ func slowBodyClient(addr string, chunked bool, junk []byte) (time.Duration, erro
 	// A refused body ends in a write error: the server answered and closed.
 	for sent := 0; sent < declared-1024; sent += len(junk) {
 		piece := junk[:min(len(junk), declared-1024-sent)]
-		if chunked {
-			piece = append(fmt.Appendf(nil, "%x\r\n", len(piece)), append(piece, "\r\n"...)...)
+		if chunked { // a fresh buffer: junk is shared by every client
+			framed := fmt.Appendf(nil, "%x\r\n", len(piece))
+			piece = append(append(framed, piece...), "\r\n"...)
 		}
 		if _, err := conn.Write(piece); err != nil {
 			break
