@@ -37,7 +37,7 @@ func DecodeBatch(body []byte, lim Limits) ([]Event, error) {
 	for i, raw := range raws {
 		if lim.MaxEventBytes > 0 && len(raw) > lim.MaxEventBytes {
 			details = append(details, FieldError{Index: i, Field: "event",
-				Message: fmt.Sprintf("an event is at most %d bytes, this one has %d", lim.MaxEventBytes, len(raw))})
+				Message: fmt.Sprintf("must be at most %d bytes, this one has %d", lim.MaxEventBytes, len(raw))})
 			continue
 		}
 		details = append(details, decodeEvent(raw, i, &events[i])...)
@@ -51,8 +51,11 @@ func DecodeBatch(body []byte, lim Limits) ([]Event, error) {
 func invalidMessage(details []FieldError) string {
 	d := details[0]
 	msg := fmt.Sprintf("invalid event at index %d: %s %s", d.Index, d.Field, d.Message)
-	if len(details) > 1 {
-		msg += fmt.Sprintf(" (and %d more problems)", len(details)-1)
+	switch more := len(details) - 1; {
+	case more == 1:
+		msg += " (and 1 more problem)"
+	case more > 1:
+		msg += fmt.Sprintf(" (and %d more problems)", more)
 	}
 	return msg
 }
@@ -126,8 +129,9 @@ func decodeEvent(raw json.RawMessage, index int, out *Event) []FieldError {
 	if out.Timestamp, msg = timestamp(w.Timestamp); msg != "" {
 		fail("timestamp", msg)
 	}
-	if out.Payload, msg = payload(w.Payload); msg != "" {
-		fail("payload", msg)
+	var field string
+	if out.Payload, field, msg = payload(w.Payload); msg != "" {
+		fail(field, msg)
 	}
 	return details
 }
@@ -164,6 +168,9 @@ func str(raw json.RawMessage) (string, string) {
 	if raw[0] != '"' {
 		return "", "must be a string"
 	}
+	if msg := stringProblem(raw); msg != "" {
+		return "", msg
+	}
 	// Most names need no unescaping; skip the decoder for them.
 	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
 		return string(inner), ""
@@ -195,8 +202,6 @@ func nameProblem(s string) string {
 		return fmt.Sprintf("must be at most %d bytes, got %d", maxNameBytes, len(s))
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return "must not contain control characters"
-	case !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError):
-		return "must be valid UTF-8"
 	}
 	return ""
 }
@@ -239,6 +244,9 @@ func timestamp(raw json.RawMessage) (time.Time, string) {
 			t, err = time.ParseInLocation(l.layout, s, time.UTC)
 		}
 		if err == nil {
+			if msg := offsetProblem(s, l.layout); msg != "" {
+				return time.Time{}, msg
+			}
 			if t.Before(MinTimestamp) || t.After(MaxTimestamp) {
 				return time.Time{}, fmt.Sprintf("must be between %s and %s", MinTimestamp.Format(time.DateOnly), MaxTimestamp.Format(time.DateOnly))
 			}
@@ -248,17 +256,41 @@ func timestamp(raw json.RawMessage) (time.Time, string) {
 	return time.Time{}, fmt.Sprintf("must be an ISO 8601 / RFC 3339 date-time such as 2026-11-25T10:00:00Z, got %q", s)
 }
 
+// offsetProblem refuses a UTC offset past 23:59, which time.Parse takes (+24:00 moves the
+// time by a day) but RFC 3339 does not: its offsets are hours 00-23 and minutes 00-59.
+func offsetProblem(s, layout string) string {
+	var hh, mm string
+	switch {
+	case strings.HasSuffix(s, "Z"):
+		return ""
+	case layout == time.RFC3339Nano && len(s) >= 6:
+		hh, mm = s[len(s)-5:len(s)-3], s[len(s)-2:]
+	case layout != time.RFC3339Nano && len(s) >= 5:
+		hh, mm = s[len(s)-4:len(s)-2], s[len(s)-2:]
+	default:
+		return ""
+	}
+	if hh > "23" || mm > "59" {
+		return fmt.Sprintf("must have a UTC offset from -23:59 to +23:59, got %q", s)
+	}
+	return ""
+}
+
 // payload returns the payload in canonical form — object keys sorted, no insignificant white
 // space, numbers as written — so that the stored bytes and the content hash do not depend on
 // how a producer happened to format them.
-func payload(raw json.RawMessage) (json.RawMessage, string) {
+// A string in it that is not valid Unicode text is refused with its path as the field.
+func payload(raw json.RawMessage) (json.RawMessage, string, string) {
 	if raw == nil || isNull(raw) {
-		return json.RawMessage("{}"), ""
+		return json.RawMessage("{}"), "", ""
 	}
 	if raw[0] != '{' {
-		return nil, "must be a JSON object"
+		return nil, "payload", "must be a JSON object"
 	}
-	// raw came out of json.Unmarshal, which validated it.
+	if field, msg := textProblem(raw, "payload"); msg != "" {
+		return nil, field, msg
+	}
+	// raw was validated when the batch was split.
 	canonical, _ := appendCanonical(make([]byte, 0, len(raw)), raw)
-	return canonical, ""
+	return canonical, "", ""
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/uts-events/uts"
 )
@@ -22,6 +23,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"events":[` + validEvent + `]}`))
 	f.Add([]byte(`{"topic":"t","event_id":"\u00e9","timestamp":"2026-11-25T10:00:00.5+05:30","source":"s","payload":{"b":[1,{"z":null,"a":1e3}],"a":"\u0000"}}`))
 	f.Add([]byte(`[{"topic":"","event_id":7,"timestamp":"x","source":null,"payload":[]}]`))
+	f.Add([]byte(`{"topic":"t","event_id":"e","timestamp":"2026-11-25T10:00:00+24:00","source":"s","payload":{"a":["\ud800","\ud83d\ude00"]}}`))
 	lim := uts.Limits{MaxEventBytes: 4096, MaxBatchEvents: 50}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		events, err := uts.DecodeBatch(body, lim)
@@ -45,6 +47,15 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		if len(events) == 0 || len(events) > lim.MaxBatchEvents {
 			t.Fatalf("accepted %d events", len(events))
+		}
+		// Text that was not valid Unicode is refused, never replaced: U+FFFD comes out only
+		// where it went in.
+		if !bytes.Contains(body, []byte("\uFFFD")) && !bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) {
+			for i, ev := range events {
+				if strings.ContainsRune(ev.Topic+ev.EventID+ev.Source+string(ev.Payload), utf8.RuneError) {
+					t.Fatalf("event %d: text silently replaced by U+FFFD: %+v", i, ev)
+				}
+			}
 		}
 		for i, ev := range events {
 			for _, s := range []string{ev.Topic, ev.EventID, ev.Source} {

@@ -92,6 +92,20 @@ func TestDecodeBatchRejects(t *testing.T) {
 		{"timestamp number", withField("timestamp", `1764064800`), uts.KindInvalid, "timestamp"},
 		{"payload array", withField("payload", `[1,2]`), uts.KindInvalid, "payload"},
 		{"payload string", withField("payload", `"x"`), uts.KindInvalid, "payload"},
+		{"payload invalid UTF-8", withField("payload", "{\"note\":\"a\xffb\"}"), uts.KindInvalid, "payload.note"},
+		{"payload lone surrogate", withField("payload", `{"note":"a\ud800b"}`), uts.KindInvalid, "payload.note"},
+		{"payload lone low surrogate", withField("payload", `{"note":"\udc00"}`), uts.KindInvalid, "payload.note"},
+		{"payload surrogate then no pair", withField("payload", `{"note":"\ud800\u0041"}`), uts.KindInvalid, "payload.note"},
+		{"payload nested", withField("payload", `{"a":{"b":"\ud800"}}`), uts.KindInvalid, "payload.a.b"},
+		{"payload array index", withField("payload", `{"items":["ok","ok","\udfff"]}`), uts.KindInvalid, "payload.items[2]"},
+		{"payload odd key", withField("payload", `{"x.y":["\ud800"]}`), uts.KindInvalid, `payload["x.y"][0]`},
+		{"payload bad key", withField("payload", "{\"a\":{\"\xff\":1}}"), uts.KindInvalid, "payload.a"},
+		{"topic lone surrogate", withField("topic", `"a\ud800"`), uts.KindInvalid, "topic"},
+		{"source invalid UTF-8", withField("source", "\"a\xc3\""), uts.KindInvalid, "source"},
+		{"timestamp offset +24:00", withField("timestamp", `"2026-11-25T10:00:00+24:00"`), uts.KindInvalid, "timestamp"},
+		{"timestamp offset -24:00", withField("timestamp", `"2026-11-25T10:00:00-24:00"`), uts.KindInvalid, "timestamp"},
+		{"timestamp offset +01:60", withField("timestamp", `"2026-11-25T10:00:00+01:60"`), uts.KindInvalid, "timestamp"},
+		{"timestamp offset +2400", withField("timestamp", `"2026-11-25T10:00:00+2400"`), uts.KindInvalid, "timestamp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			events, err := uts.DecodeBatch([]byte(tc.body), uts.DefaultLimits())
@@ -206,5 +220,40 @@ func TestContentHashIgnoresFormatting(t *testing.T) {
 	}
 	if events[0].ContentHash() == events[2].ContentHash() {
 		t.Errorf("different payloads hash equally")
+	}
+}
+
+// U+FFFD is a character like any other: a producer may send it, written or escaped, and it
+// is kept. Only what would turn into it (bytes that are not UTF-8, half a surrogate pair) is
+// refused. A whole surrogate pair is one character.
+func TestDecodeKeepsValidText(t *testing.T) {
+	body := withField("event_id", `"id-\ufffd"`)
+	body = strings.Replace(body, `"source":"checkout"`, `"source":"src-�"`, 1)
+	body = strings.Replace(body, `"payload":`, `"payload":{"face":"\ud83d\ude00","r":"�"},"x":`, 1)
+	events, err := uts.DecodeBatch([]byte(body), uts.DefaultLimits())
+	if err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	e := events[0]
+	if e.EventID != "id-\uFFFD" || e.Source != "src-\uFFFD" || string(e.Payload) != "{\"face\":\"😀\",\"r\":\"\uFFFD\"}" {
+		t.Errorf("got event_id %q source %q payload %s", e.EventID, e.Source, e.Payload)
+	}
+}
+
+func TestInvalidMessage(t *testing.T) {
+	lim := uts.Limits{MaxEventBytes: len(validEvent)}
+	big := withField("payload", `{"pad":"`+strings.Repeat("x", 10)+`"}`)
+	for _, c := range []struct {
+		body, want string
+	}{
+		{big, "invalid event at index 0: event must be at most"},
+		{withField("topic", `""`), "invalid event at index 0: topic must not be empty"},
+		{"[" + withField("topic", `""`) + "," + withField("source", `""`) + "]", "(and 1 more problem)"},
+		{"[" + withField("topic", `""`) + "," + withField("source", `""`) + "," + withField("source", `""`) + "]", "(and 2 more problems)"},
+	} {
+		_, err := uts.DecodeBatch([]byte(c.body), lim)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want it to say %q", err, c.want)
+		}
 	}
 }

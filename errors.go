@@ -1,6 +1,7 @@
 package uts
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -19,13 +20,32 @@ const (
 	KindUnavailable              // full queue or a backend down; retry later: 503
 	KindNotFound                 // no such resource (a subscription): 404
 	KindConflict                 // clashes with what exists (a subscription's body, a cursor going back): 409
+	KindTimeout                  // the request did not arrive in time (a body sent too slowly): 408
 )
 
-// FieldError names one bad field of one event in a batch.
+// FieldError names one bad field of one event in a batch, or, with In set, one bad query
+// parameter.
 type FieldError struct {
 	Index   int    `json:"index"`
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// In is "query" for a query parameter, which belongs to no event; empty for a field of
+	// an event.
+	In string `json:"in,omitempty"`
+}
+
+// MarshalJSON leaves index out of a query parameter's error: an index 0 there would point
+// at the batch's first event, which is not at fault.
+func (f FieldError) MarshalJSON() ([]byte, error) {
+	if f.In == "" {
+		type plain FieldError
+		return json.Marshal(plain(f))
+	}
+	return json.Marshal(struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+		In      string `json:"in"`
+	}{f.Field, f.Message, f.In})
 }
 
 // Error is an error with a Kind, and for KindInvalid the fields at fault.

@@ -66,6 +66,10 @@ type EventQuery struct {
 	// scanning to the end, which is what a dashboard or a person wants to see.
 	Newest bool
 	Before Cursor // with Newest: events before it; the zero Cursor for the newest
+	// Offset skips that many events, in the chosen order and past the cursor, before the
+	// page starts. The store still reads the skipped rows, so it costs what it skips, and
+	// while writers commit the events it lands on shift: a cursor is the stable way on.
+	Offset int
 }
 
 // Counters are the store's running totals. Once nothing is in flight,

@@ -51,6 +51,9 @@ type envOptions struct {
 	deferConsume bool
 	// redisURL, when set, puts the Redis broker in place of the in-process one.
 	redisURL string
+	// bodyTimeout and maxBodyMemory are Config's; zero takes its defaults.
+	bodyTimeout   time.Duration
+	maxBodyMemory int64
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -85,6 +88,8 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		Logger:        logger,
 		PublishTokens: opts.publishTokens,
 		ReadTokens:    opts.readTokens,
+		BodyTimeout:   opts.bodyTimeout,
+		MaxBodyMemory: opts.maxBodyMemory,
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			fmt.Fprintln(w, "# TYPE uts_up gauge\nuts_up 1")

@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -28,6 +29,8 @@ func statusOf(kind uts.Kind) int {
 		return http.StatusNotFound
 	case uts.KindConflict:
 		return http.StatusConflict
+	case uts.KindTimeout:
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -76,11 +79,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	// The status is sent; an encoding error now means the client went away.
-	_ = json.NewEncoder(w).Encode(v)
+	_ = newJSONEncoder(w).Encode(v)
 }
 
-// invalidParam is the 422 for a bad query parameter. Index is 0: it names no event.
+// newJSONEncoder writes JSON as it is: payloads and messages keep their <, > and &, which
+// HTML escaping would turn into \u003c and the like. No answer is HTML.
+func newJSONEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// invalidParam is the 422 for a bad query parameter. Its detail has no index: it names no
+// event.
 func invalidParam(field, message string) error {
 	return &uts.Error{Kind: uts.KindInvalid, Message: "invalid query parameter " + field + ": " + message,
-		Details: []uts.FieldError{{Index: 0, Field: field, Message: message}}}
+		Details: []uts.FieldError{{Field: field, Message: message, In: "query"}}}
 }

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 const (
 	defaultPageLimit = 100
 	maxPageLimit     = 10_000
+	// maxOffset bounds offset=: the store reads every row it skips.
+	maxOffset = 100_000
 	// exportChunk is how many events an NDJSON export holds in memory at once.
 	exportChunk = 1000
 	// exportWriteWindow bounds how long one chunk may take to reach a slow client; it moves
@@ -42,6 +43,9 @@ func handleEvents(store uts.Store, waiting waitSlots, logger *slog.Logger) http.
 		wait, err := waitParam(params.Get("wait"))
 		if err == nil && wait > 0 && q.Newest {
 			err = invalidParam("wait", "goes with order=asc: newest-first pages have nothing to wait for")
+		}
+		if err == nil && wait > 0 && q.Offset > 0 {
+			err = invalidParam("offset", "goes without wait: a follower goes on from a cursor")
 		}
 		if err != nil {
 			writeError(w, r, logger, err)
@@ -93,6 +97,13 @@ func eventQuery(params url.Values) (uts.EventQuery, error) {
 			return q, invalidParam("limit", fmt.Sprintf("must be an integer from 1 to %d", maxPageLimit))
 		}
 		q.Limit = n
+	}
+	if raw := params.Get("offset"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 || n > maxOffset {
+			return q, invalidParam("offset", fmt.Sprintf("must be an integer from 0 to %d; page further with the Link's cursor", maxOffset))
+		}
+		q.Offset = n
 	}
 	switch params.Get("order") {
 	case "", "asc":
@@ -174,7 +185,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	q.Limit = exportChunk
-	enc := json.NewEncoder(w)
+	enc := newJSONEncoder(w)
 	started := false
 	for {
 		events, err := store.Events(ctx, q)
@@ -202,6 +213,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 			return
 		}
 		q.After, q.Before = events[len(events)-1].Cursor, events[len(events)-1].Cursor
+		q.Offset = 0 // skipped once, before the first chunk
 	}
 }
 

@@ -41,6 +41,11 @@ type Config struct {
 	// MaxWaiting caps the requests waiting for events at once (wait=, event streams); past
 	// it they answer 503. Zero means 1000.
 	MaxWaiting int
+	// BodyTimeout bounds how long a client may take to send a /publish body; zero means 30s.
+	BodyTimeout time.Duration
+	// MaxBodyMemory caps the request-body bytes held at once across all requests; past it
+	// /publish answers 503. Zero means 256 MiB.
+	MaxBodyMemory int64
 }
 
 // route is one (method, path) the API answers. The table is the single list of routes, so
@@ -56,7 +61,12 @@ func NewHandler(cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	mux := http.NewServeMux()
 	for _, rt := range routes(cfg) {
-		mux.Handle(rt.method+" "+muxPath(rt.path), rt.handler)
+		pattern := rt.method + " " + rt.path
+		handler := rt.handler
+		if allowed, ok := queryParams[pattern]; ok {
+			handler = onlyParams(cfg.Logger, allowed, handler)
+		}
+		mux.Handle(rt.method+" "+muxPath(rt.path), handler)
 	}
 	return logRequests(cfg.Logger, recoverPanics(cfg.Logger, jsonMuxErrors(mux)))
 }
@@ -68,7 +78,7 @@ func routes(cfg Config) []route {
 	waiting := newWaitSlots(cfg.MaxWaiting) // shared by every route that waits for events
 	docs := v5emb.New("UTS Event System", "/openapi.json", "/docs/")
 	rts := []route{
-		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, cfg.Logger))},
+		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, newBodyReader(cfg), cfg.Logger))},
 		{"GET", "/events", readAuth(handleEvents(cfg.Store, waiting, cfg.Logger))},
 		{"PUT", "/subscriptions/{name}", readAuth(handlePutSubscription(cfg.Store, cfg.Logger))},
 		{"GET", "/subscriptions/{name}", readAuth(handleGetSubscription(cfg.Store, cfg.Logger))},
@@ -94,6 +104,24 @@ func routes(cfg Config) []route {
 	return rts
 }
 
+// queryParams lists, for each API route, every query parameter it takes: any other is
+// answered 422 rather than ignored, so that a misspelt limit or topic is not silently a
+// different query. The OpenAPI test checks each list against the document. Routes not
+// listed (the dashboard, the docs, health, metrics) check nothing: browsers and Swagger UI
+// may add parameters of their own.
+var queryParams = map[string][]string{
+	"POST /publish": {"results"},
+	"GET /events":   {"topic", "limit", "offset", "after", "before", "order", "wait"},
+	"GET /stats":    {},
+
+	"PUT /subscriptions/{name}":         {},
+	"GET /subscriptions/{name}":         {},
+	"DELETE /subscriptions/{name}":      {},
+	"GET /subscriptions/{name}/events":  {"limit", "wait"},
+	"POST /subscriptions/{name}/commit": {},
+	"GET /subscriptions":                {},
+}
+
 // muxPath is the ServeMux pattern for a documented path. A pattern ending in "/" would match
 // every path below it, so the root is pinned to exactly "/" and unknown paths still get 404.
 func muxPath(path string) string {
@@ -113,6 +141,12 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Limits.MaxEventBytes <= 0 {
 		cfg.Limits.MaxEventBytes = def.MaxEventBytes
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = defaultBodyTimeout
+	}
+	if cfg.MaxBodyMemory <= 0 {
+		cfg.MaxBodyMemory = defaultMaxBodyMemory
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

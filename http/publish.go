@@ -1,8 +1,6 @@
 package http
 
 import (
-	"errors"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -26,7 +24,7 @@ type queuedAnswer struct {
 
 // handlePublish validates a batch and hands it to the broker. It answers 200 once the batch
 // is committed, or 202 once it is durably queued: either way the events are safe.
-func handlePublish(broker uts.Broker, lim uts.Limits, logger *slog.Logger) http.HandlerFunc {
+func handlePublish(broker uts.Broker, lim uts.Limits, bodies bodyReader, logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		wantResults, err := boolParam(r, "results")
 		if err != nil {
@@ -37,11 +35,14 @@ func handlePublish(broker uts.Broker, lim uts.Limits, logger *slog.Logger) http.
 			writeError(w, r, logger, err)
 			return
 		}
-		body, err := readBody(w, r, lim.MaxBodyBytes)
+		body, claim, err := bodies.read(w, r)
 		if err != nil {
 			writeError(w, r, logger, err)
 			return
 		}
+		// The decoded events are about the body's size and live until the answer: the claim
+		// covers them too.
+		defer claim.release()
 		events, err := uts.DecodeBatch(body, lim)
 		if err != nil {
 			writeError(w, r, logger, err)
@@ -76,23 +77,6 @@ func checkJSONContentType(contentType string) error {
 		return nil
 	}
 	return uts.Errorf(uts.KindUnsupported, "Content-Type %q is not JSON; send application/json", contentType)
-}
-
-// readBody reads the whole body, refusing more than limit bytes before reading them.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	tooLarge := uts.Errorf(uts.KindTooLarge, "the body is larger than %d bytes", limit)
-	if r.ContentLength > limit {
-		return nil, tooLarge
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
-		return nil, tooLarge
-	case err != nil:
-		return nil, &uts.Error{Kind: uts.KindMalformed, Message: "the body could not be read", Err: err}
-	}
-	return body, nil
 }
 
 func boolParam(r *http.Request, name string) (bool, error) {

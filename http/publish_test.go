@@ -132,7 +132,7 @@ func TestPublishErrors(t *testing.T) {
 		{"numeric source", "/publish", bad("source", 7), http.StatusUnprocessableEntity, []uts.FieldError{{Index: 0, Field: "source"}}},
 		{"bad timestamp", "/publish", bad("timestamp", "yesterday"), http.StatusUnprocessableEntity, []uts.FieldError{{Index: 0, Field: "timestamp"}}},
 		{"payload not an object", "/publish", bad("payload", []int{1}), http.StatusUnprocessableEntity, []uts.FieldError{{Index: 0, Field: "payload"}}},
-		{"results not a bool", "/publish?results=maybe", mustJSON(t, event("errors", 0)), http.StatusUnprocessableEntity, []uts.FieldError{{Index: 0, Field: "results"}}},
+		{"results not a bool", "/publish?results=maybe", mustJSON(t, event("errors", 0)), http.StatusUnprocessableEntity, []uts.FieldError{{Field: "results", In: "query"}}},
 	} {
 		resp := e.do("POST", c.path, c.body, "Content-Type", "application/json")
 		if resp.status != c.status {
@@ -146,7 +146,7 @@ func TestPublishErrors(t *testing.T) {
 		}
 		for _, want := range c.details {
 			if !slices.ContainsFunc(got.Details, func(d uts.FieldError) bool {
-				return d.Index == want.Index && d.Field == want.Field && d.Message != ""
+				return d.Index == want.Index && d.Field == want.Field && d.In == want.In && d.Message != ""
 			}) {
 				t.Errorf("%s: details %+v do not name index %d field %s", c.name, got.Details, want.Index, want.Field)
 			}

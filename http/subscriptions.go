@@ -3,7 +3,9 @@ package http
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -104,7 +106,7 @@ func jsonObjectBody(w http.ResponseWriter, r *http.Request) (map[string]json.Raw
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
-	body, err := readBody(w, r, maxSubscriptionBody)
+	body, err := readSmallBody(w, r, maxSubscriptionBody)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +121,24 @@ func jsonObjectBody(w http.ResponseWriter, r *http.Request) (map[string]json.Raw
 		return nil, invalidField("body", "must be a JSON object")
 	}
 	return fields, nil
+}
+
+// readSmallBody reads a body of at most limit bytes: a subscription's, a few hundred bytes,
+// too small for the publish path's memory budget and gzip to matter.
+func readSmallBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	tooLarge := uts.Errorf(uts.KindTooLarge, "the body is larger than %d bytes", limit)
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, tooLarge
+	case err != nil:
+		return nil, &uts.Error{Kind: uts.KindMalformed, Message: "the body could not be read", Err: err}
+	}
+	return body, nil
 }
 
 // invalidField is the 422 for a bad field of a request body.

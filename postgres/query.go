@@ -90,16 +90,18 @@ func eventsStatement(q uts.EventQuery) (string, []any, error) {
 	// One statement per shape rather than one with "cardinality($4) = 0 OR topic = ANY($4)",
 	// so that each keeps a plan that uses its index.
 	where := from
-	args := []any{strconv.FormatUint(cursor.Tx, 10), cursor.Seq, q.Limit}
+	args := []any{strconv.FormatUint(cursor.Tx, 10), cursor.Seq, q.Limit, max(q.Offset, 0)}
 	switch len(q.Topics) {
 	case 0:
 	case 1:
-		where, args = `topic = $4 AND `+from, append(args, q.Topics[0])
+		where, args = `topic = $5 AND `+from, append(args, q.Topics[0])
 	default:
-		where, args = `topic = ANY($4::text[]) AND `+from, append(args, q.Topics)
+		where, args = `topic = ANY($5::text[]) AND `+from, append(args, q.Topics)
 	}
+	// With an offset, rows held back may be among those skipped: the page then starts later
+	// than it would once they are readable, one way in which an offset is unstable.
 	return `SELECT ` + eventColumns + `, ` + ready + ` FROM events
-		WHERE ` + where + ` ORDER BY ` + order + ` LIMIT $3`, args, nil
+		WHERE ` + where + ` ORDER BY ` + order + ` LIMIT $3 OFFSET $4`, args, nil
 }
 
 // readEvents runs an eventsStatement; readable counts the rows that may be handed out.

@@ -27,6 +27,10 @@ func (e *StatusError) Error() string {
 			fmt.Fprintf(&b, "; and %d more", len(e.Details)-i)
 			break
 		}
+		if d.In != "" {
+			fmt.Fprintf(&b, "; %s parameter %s: %s", d.In, d.Field, d.Message)
+			continue
+		}
 		fmt.Fprintf(&b, "; event %d %s: %s", d.Index, d.Field, d.Message)
 	}
 	return b.String()

@@ -35,17 +35,18 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 			cursor = math.MaxInt64
 		}
 	}
-	args := []any{cursor, q.Limit}
+	offset := max(q.Offset, 0)
+	args := []any{cursor, q.Limit, offset}
 	switch len(q.Topics) {
 	case 0:
 	case 1:
-		from, args = `topic = ? AND `+from, []any{q.Topics[0], cursor, q.Limit}
+		from, args = `topic = ? AND `+from, []any{q.Topics[0], cursor, q.Limit, offset}
 	default:
 		// json_each keeps the statement one shape whatever the number of topics.
 		topics, _ := json.Marshal(q.Topics)
-		from, args = `topic IN (SELECT value FROM json_each(?)) AND `+from, []any{string(topics), cursor, q.Limit}
+		from, args = `topic IN (SELECT value FROM json_each(?)) AND `+from, []any{string(topics), cursor, q.Limit, offset}
 	}
-	rows, err := s.read.QueryContext(ctx, columns+`WHERE `+from+` ORDER BY `+order+` LIMIT ?`, args...)
+	rows, err := s.read.QueryContext(ctx, columns+`WHERE `+from+` ORDER BY `+order+` LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, classify(ctx, "events", err)
 	}

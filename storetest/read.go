@@ -145,6 +145,16 @@ func testEventsPaging(t *testing.T, opener Opener) {
 	sameEvents(t, page(uts.EventQuery{Newest: true, Topics: []string{"pa"}, Limit: 2}), pa3, pa2)
 	sameEvents(t, page(uts.EventQuery{Newest: true, Topics: []string{"pa"}, Before: cursor(all[2]), Limit: 10}), pa1)
 	sameEvents(t, page(uts.EventQuery{Newest: true, Topics: []string{"no-such-topic"}, Limit: 10}))
+
+	// Offset skips events in the chosen order, past the cursor and within the topics.
+	sameEvents(t, page(uts.EventQuery{Offset: 1, Limit: 2}), pb1, pa2)
+	sameEvents(t, page(uts.EventQuery{Offset: 3, Limit: 10}), pa3, pb2)
+	sameEvents(t, page(uts.EventQuery{Offset: 5, Limit: 10}))
+	sameEvents(t, page(uts.EventQuery{Offset: 1, After: cursor(all[1]), Limit: 1}), pa3)
+	sameEvents(t, page(uts.EventQuery{Offset: 1, Topics: []string{"pa"}, Limit: 10}), pa2, pa3)
+	sameEvents(t, page(uts.EventQuery{Offset: 1, Topics: []string{"pa", "pb"}, Limit: 2}), pb1, pa2)
+	sameEvents(t, page(uts.EventQuery{Offset: 2, Newest: true, Limit: 2}), pa2, pb1)
+	sameEvents(t, page(uts.EventQuery{Offset: 1, Newest: true, Before: cursor(all[3]), Topics: []string{"pa"}, Limit: 10}), pa1)
 }
 
 func testReopen(t *testing.T, opener Opener) {

@@ -33,7 +33,10 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
-	Probe           string // a URL to check instead of serving; see probe
+	BodyTimeout     time.Duration // longest a client may take to send a /publish body
+	IdleTimeout     time.Duration // longest an idle keep-alive connection stays open
+	MaxBodyMemory   int64         // request-body bytes held at once across all requests
+	Probe           string        // a URL to check instead of serving; see probe
 }
 
 // parseConfig reads flags from args and, for each flag not given, its UTS_* twin from getenv.
@@ -64,6 +67,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("max-batch-events", "UTS_MAX_BATCH_EVENTS")
 	fs.Int64Var(&c.Limits.MaxBodyBytes, "max-body-bytes", c.Limits.MaxBodyBytes, "largest request body, in bytes")
 	bind("max-body-bytes", "UTS_MAX_BODY_BYTES")
+	fs.Int64Var(&c.MaxBodyMemory, "max-body-memory", 256<<20, "request-body bytes held at once across all requests; past it /publish answers 503")
+	bind("max-body-memory", "UTS_MAX_BODY_MEMORY")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", 30*time.Second, "longest a client may take to send a /publish body; a slower one gets 408 and its connection is closed")
+	bind("body-timeout", "UTS_BODY_TIMEOUT")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 60*time.Second, "longest an idle keep-alive connection stays open")
+	bind("idle-timeout", "UTS_IDLE_TIMEOUT")
 	fs.Func("token", "bearer token required by POST /publish (repeat or comma-separate for several)", func(s string) error {
 		c.Tokens = append(c.Tokens, splitList(s)...)
 		return nil
@@ -92,6 +101,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
 
+	// -h names each flag's variable, so that a deployment can be written from it.
+	fs.VisitAll(func(f *flag.Flag) {
+		if variable, ok := env[f.Name]; ok {
+			f.Usage += " (" + variable + ")"
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -140,6 +155,15 @@ func (c config) validate() error {
 	positive("max-deliveries", c.MaxDeliveries)
 	if c.Limits.MaxBodyBytes <= 0 {
 		errs = append(errs, fmt.Errorf("-max-body-bytes must be positive"))
+	}
+	if c.MaxBodyMemory < c.Limits.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("-max-body-memory (%d) must be at least -max-body-bytes (%d), or a largest body could never be read", c.MaxBodyMemory, c.Limits.MaxBodyBytes))
+	}
+	if c.BodyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-body-timeout must be positive"))
+	}
+	if c.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-idle-timeout must be positive"))
 	}
 	if c.Linger < 0 {
 		errs = append(errs, fmt.Errorf("-linger must not be negative"))
@@ -195,6 +219,7 @@ func (c config) logAttrs() []any {
 		"addr", c.Addr, "db", mask(c.DB), "broker", broker, "workers", c.Workers,
 		"queue_events", c.QueueEvents, "batch_events", c.BatchEvents, "linger", c.Linger,
 		"max_event_bytes", c.Limits.MaxEventBytes, "max_batch_events", c.Limits.MaxBatchEvents,
-		"max_body_bytes", c.Limits.MaxBodyBytes, "publish_tokens", len(c.Tokens), "read_tokens", len(c.ReadTokens),
+		"max_body_bytes", c.Limits.MaxBodyBytes, "max_body_memory", c.MaxBodyMemory,
+		"body_timeout", c.BodyTimeout, "idle_timeout", c.IdleTimeout, "publish_tokens", len(c.Tokens), "read_tokens", len(c.ReadTokens),
 	}
 }

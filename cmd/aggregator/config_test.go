@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -31,12 +33,24 @@ func TestConfigPrecedence(t *testing.T) {
 	if d.Addr != ":8080" || d.DB != "sqlite:./data/uts.db" || d.Broker != "" || d.Limits.MaxBatchEvents != 10_000 {
 		t.Errorf("defaults: %+v", d)
 	}
+	if d.BodyTimeout != 30*time.Second || d.IdleTimeout != 60*time.Second || d.MaxBodyMemory != 256<<20 {
+		t.Errorf("slow-client defaults: body %v idle %v memory %d", d.BodyTimeout, d.IdleTimeout, d.MaxBodyMemory)
+	}
+	slow := map[string]string{"UTS_BODY_TIMEOUT": "2s", "UTS_IDLE_TIMEOUT": "3s", "UTS_MAX_BODY_MEMORY": "33554432"}
+	e, err := parseConfig(nil, func(k string) string { return slow[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.BodyTimeout != 2*time.Second || e.IdleTimeout != 3*time.Second || e.MaxBodyMemory != 32<<20 {
+		t.Errorf("slow-client variables not applied: body %v idle %v memory %d", e.BodyTimeout, e.IdleTimeout, e.MaxBodyMemory)
+	}
 }
 
 func TestConfigRejects(t *testing.T) {
 	for _, args := range [][]string{
 		{"-queue-events", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
 		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
+		{"-body-timeout", "0s"}, {"-idle-timeout", "-1s"}, {"-max-body-memory", "1000"},
 	} {
 		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
@@ -75,5 +89,29 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 	logged := fmt.Sprint(c.logAttrs()...)
 	if strings.Contains(logged, "hunter2") || strings.Contains(logged, "s3cret") || !strings.Contains(logged, "user") {
 		t.Fatalf("the start log must mask secrets and keep the rest: %s", logged)
+	}
+}
+
+// TestHelpNamesVariables: -h is an answer, not an error, and tells each flag's variable, for
+// both commands.
+func TestHelpNamesVariables(t *testing.T) {
+	var out strings.Builder
+	if err := run(t.Context(), []string{"-h"}, noEnv, &out, &out); err != nil {
+		t.Fatalf("aggregator -h: %v", err)
+	}
+	for _, v := range envVariables() {
+		if !strings.Contains(out.String(), "("+v+")") {
+			t.Errorf("aggregator -h does not name %s", v)
+		}
+	}
+	aggregator, publisher := binaries(t)
+	for _, bin := range []string{aggregator, publisher} {
+		help, err := exec.Command(bin, "-h").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s -h: %v\n%s", filepath.Base(bin), err, help)
+		}
+		if !strings.Contains(string(help), "(UTS_TOKEN)") {
+			t.Errorf("%s -h does not name UTS_TOKEN:\n%s", filepath.Base(bin), help)
+		}
 	}
 }

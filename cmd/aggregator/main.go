@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,11 +46,21 @@ func main() {
 // closes.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h printed the flags, as asked: not a failure
+	}
 	if err != nil {
 		return err
 	}
 	if cfg.Probe != "" {
 		return probe(ctx, cfg.Probe)
+	}
+	// Request bodies that were let go are garbage, which GOGC=400 lets grow to four times
+	// what is live: slow clients cycling through the body budget took the heap far past it.
+	// A soft limit of the budget plus room for the rest makes the collector run first. It
+	// bounds nothing by force, and GOMEMLIMIT still wins.
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MaxBodyMemory + memoryBesideBodies)
 	}
 	logger := newLogger(cfg, stdout)
 
@@ -88,9 +99,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Handler: meters.Requests(http.NewHandler(http.Config{
 			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
-			Commits: commits.Ready,
+			Commits: commits.Ready, BodyTimeout: cfg.BodyTimeout, MaxBodyMemory: cfg.MaxBodyMemory,
 		})),
+		// No ReadTimeout or WriteTimeout: they would cut long-polls and event streams. The
+		// publish handler bounds its body read itself (-body-timeout).
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
@@ -135,6 +149,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	return nil
 }
+
+// memoryBesideBodies is the heap the aggregator needs besides request bodies: the queue,
+// batches in flight, connections.
+const memoryBesideBodies = 64 << 20
 
 func shutdownServer(server *nethttp.Server, timeout time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -73,6 +73,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs.DurationVar(&cfg.Retry.BaseDelay, "retry-base", cfg.Retry.BaseDelay, "first backoff ceiling; doubles per attempt")
 	fs.DurationVar(&cfg.Retry.MaxDelay, "retry-max", cfg.Retry.MaxDelay, "largest backoff (a longer Retry-After is still honoured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one HTTP request")
+	// -h names each flag's variable, so that a deployment can be written from it.
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}
