@@ -66,6 +66,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// In Redis mode received counts a batch from its 202 on, not from its commit.
+	answers := store
+	if r, ok := broker.(*redis.Broker); ok {
+		answers = r.CountingAccepted(store)
+	}
 	broker = meters.Broker(broker)
 
 	stats, err := store.Stats(ctx)
@@ -85,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	commits := consumer.New(store, logger, consumer.WithObserver(meters))
 	server := &nethttp.Server{
 		Handler: meters.Requests(http.NewHandler(http.Config{
-			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
+			Store: answers, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
 			Commits: commits.Ready,
 		})),
