@@ -228,18 +228,32 @@ func (c *consumer) acknowledge(ctx context.Context, entries []entry) {
 	}
 }
 
+// holdClaims is how many ClaimIdle a consumer keeps its entries claimed while it commits
+// them. A commit that takes longer is waiting for a store this replica cannot reach (it may
+// be cut off it while the others are not), so it lets go: the entries go idle, and a replica
+// that reaches the store claims and commits them. This one goes on trying; whichever commits
+// second finds the entries' deliveries recorded and counts nothing, and its acknowledgement
+// finds them acknowledged and takes nothing off the queued counter.
+const holdClaims = 3
+
 // keepClaimed resets the idle time of entries while they are being committed, so that a
-// slow commit, or a wait for the store, does not let another consumer claim them (and raise
-// their delivery count). It returns the function that stops it.
+// slow commit, or a short wait for the store, does not let another consumer claim them (and
+// raise their delivery count), for holdClaims × ClaimIdle at most. It returns the function
+// that stops it.
 func (c *consumer) keepClaimed(ctx context.Context, ids []string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(max(c.opts.ClaimIdle/3, time.Millisecond))
 		defer t.Stop()
+		letGo := time.After(holdClaims * c.opts.ClaimIdle)
 		for {
 			select {
 			case <-done:
+				return
+			case <-letGo:
+				c.log.WarnContext(ctx, "commit still waiting; letting other consumers claim its entries",
+					"entries", len(ids), "held", holdClaims*c.opts.ClaimIdle)
 				return
 			case <-t.C:
 				// JUSTID: claiming them again must not count as a delivery.
