@@ -120,7 +120,7 @@ var _ uts.Broker = (*Broker)(nil)
 
 // Open connects to the Redis at url (redis://host:port/db), creates the stream and the
 // consumer group if they do not exist yet, and warns when Redis would lose queued events on
-// its own restart.
+// its own restart. It refuses a Redis whose maxmemory-policy may evict the stream.
 func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 	opts = opts.withDefaults()
 	clientOpts, err := goredis.ParseURL(url)
@@ -142,6 +142,10 @@ func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 	if err := b.ensureGroup(ctx); err != nil {
 		b.client.Close()
 		return nil, uts.Unavailable("redis unavailable", err)
+	}
+	if err := b.checkEviction(ctx); err != nil {
+		b.client.Close()
+		return nil, err
 	}
 	b.checkPersistence(ctx)
 	return b, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,24 @@ func TestReplicaCutOffTheStoreLetsGo(t *testing.T) {
 		func() error { return reachable.missing(events) })
 	t.Logf("stored by the healthy replica %v after it started", time.Since(started).Round(time.Millisecond))
 	waitIdle(t, healthy)
+}
+
+// TestEvictingRedisIsRefused: under an allkeys-* maxmemory-policy a full Redis evicts the
+// stream, with its group, and the events it held are gone though they had their 202. Open
+// refuses such a Redis, and takes one that refuses writes or evicts only keys with a TTL.
+func TestEvictingRedisIsRefused(t *testing.T) {
+	t.Parallel()
+	for policy, refused := range map[string]bool{"allkeys-lru": true, "allkeys-random": true, "noeviction": false, "volatile-lru": false} {
+		server := testenv.StartRedisServer(t, "--maxmemory-policy", policy)
+		b, err := Open(context.Background(), server.URL(), Options{})
+		if err == nil {
+			b.Close()
+		}
+		if refused && (err == nil || !strings.Contains(err.Error(), policy)) {
+			t.Errorf("maxmemory-policy %s: Open returned %v; want an error naming the policy", policy, err)
+		}
+		if !refused && err != nil {
+			t.Errorf("maxmemory-policy %s: %v; want it taken", policy, err)
+		}
+	}
 }
