@@ -181,12 +181,14 @@ const ackAttempts = 5
 // retried after its answer was lost finds the entries acknowledged already, and takes nothing.
 // To dead-letter an entry it first adds the copy to the dead-letter stream: if that fails,
 // the script stops there, and the entry stays pending rather than vanish without its copy.
-// KEYS: the stream, the counter and, to dead-letter, the dead-letter stream. ARGV: the group,
+// It also forgets the entries' rejection counts (see rejected).
+// KEYS: the stream, the counter, the rejection counts and, to dead-letter, the dead-letter
+// stream. ARGV: the group,
 // the number of entries, each entry's ID and queued events, then the copy's fields and values.
 var ackScript = goredis.NewScript(`
 local entries = tonumber(ARGV[2])
-if KEYS[3] then
-    redis.call('XADD', KEYS[3], '*', unpack(ARGV, 3 + 2 * entries))
+if KEYS[4] then
+    redis.call('XADD', KEYS[4], '*', unpack(ARGV, 3 + 2 * entries))
 end
 local acked = 0
 for i = 3, 2 + 2 * entries, 2 do
@@ -194,6 +196,7 @@ for i = 3, 2 + 2 * entries, 2 do
         acked = acked + tonumber(ARGV[i + 1])
     end
     redis.call('XDEL', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
 end
 if acked > 0 then
     redis.call('DECRBY', KEYS[2], acked)
@@ -208,7 +211,7 @@ func (c *consumer) ackArgs(entries []entry) ([]string, []any) {
 	for _, e := range entries {
 		args = append(args, e.id, e.queued)
 	}
-	return []string{c.stream, c.queued}, args
+	return []string{c.stream, c.queued, c.rejections}, args
 }
 
 // acknowledge acknowledges committed entries (see ackScript).

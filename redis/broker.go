@@ -48,8 +48,9 @@ type Options struct {
 	// without a delivery before a replica deletes it (default the longer of 10×ClaimIdle and
 	// 100×Block: 5 minutes). Names are host names, so every replaced container leaves one.
 	ForgetIdle time.Duration
-	// MaxDeliveries is how often an entry the store rejects is tried before it is moved to
-	// the dead-letter stream (default 5). Failures because the store is down do not count.
+	// MaxDeliveries is how often the store may reject an entry before it is moved to the
+	// dead-letter stream (default 5). Only rejections count: neither failures because the
+	// store is down nor deliveries again after a restart or a claim.
 	MaxDeliveries int
 	Logger        *slog.Logger
 	// DeadLetter is told of every entry given up on, so the store's totals still add up
@@ -114,6 +115,8 @@ type Broker struct {
 	stream string // the events waiting for, or being committed by, a consumer
 	dead   string // the entries given up on, for a human to look at
 	queued string // a counter of the events in the stream's entries, for Depth
+	// rejections counts, per entry ID, how often the store rejected the entry (see rejected)
+	rejections string
 }
 
 var _ uts.Broker = (*Broker)(nil)
@@ -138,6 +141,8 @@ func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 		stream: opts.KeyPrefix + "events",
 		dead:   opts.KeyPrefix + "dead",
 		queued: opts.KeyPrefix + "queued",
+
+		rejections: opts.KeyPrefix + "rejections",
 	}
 	if err := b.ensureGroup(ctx); err != nil {
 		b.client.Close()

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/brokertest"
@@ -66,5 +69,64 @@ func TestEvictingRedisIsRefused(t *testing.T) {
 		if !refused && err != nil {
 			t.Errorf("maxmemory-policy %s: %v; want it taken", policy, err)
 		}
+	}
+}
+
+// TestRestartsDoNotUseUpMaxDeliveries: a replica restarted under its name reads its pending
+// entries again, which raises their delivery count though no store saw them. Only the store's
+// rejections count toward dead-lettering: an entry delivered MaxDeliveries times through
+// restarts and then rejected once is retried and committed, and an entry the store always
+// rejects is still dead-lettered, after exactly MaxDeliveries rejections.
+func TestRestartsDoNotUseUpMaxDeliveries(t *testing.T) {
+	t.Parallel()
+	const maxDeliveries = 3
+	var counted atomic.Int64
+	b := openTest(t, Options{Consumer: "restarted", MaxDeliveries: maxDeliveries, ClaimIdle: 100 * time.Millisecond,
+		DeadLetter: func(ctx context.Context, delivery string, n int) error { counted.Add(int64(n)); return nil }})
+	flaky, poison := newEvents("flaky", 2), newEvents("poison", 2)
+	publish(t, b, flaky)
+	publish(t, b, poison)
+	// Three crash restarts: each reads the replica's pending entries and dies with them.
+	readAsDeadConsumer(t, b, "restarted", 2)
+	for range maxDeliveries - 1 {
+		if _, err := b.client.XReadGroup(context.Background(), &goredis.XReadGroupArgs{
+			Group: b.opts.Group, Consumer: "restarted", Streams: []string{b.stream, "0"}, Count: 2,
+		}).Result(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := newStore()
+	var flakyRejected bool
+	poisonRejections := 0
+	s.setFail(func(batch []uts.Event) error {
+		for _, e := range batch {
+			switch {
+			case e.Key() == poison[0].Key():
+				if len(batch) == len(poison) {
+					poisonRejections++
+				}
+				return errRejected
+			case e.Key() == flaky[0].Key() && len(batch) == len(flaky) && !flakyRejected:
+				flakyRejected = true
+				return errRejected
+			}
+		}
+		return nil
+	})
+	brokertest.Consume(t, b, s.commit)
+	waitFor(t, "the flaky entry to be stored", func() error { return s.missing(flaky) })
+	waitIdle(t, b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !flakyRejected || poisonRejections != maxDeliveries {
+		t.Errorf("flaky rejected %v, poison rejected alone %d times; want true and MaxDeliveries = %d",
+			flakyRejected, poisonRejections, maxDeliveries)
+	}
+	if n := counted.Load(); n != int64(len(poison)) {
+		t.Errorf("DeadLetter counted %d events, want the poison entry's %d", n, len(poison))
+	}
+	if n, err := b.client.HLen(context.Background(), b.rejections).Result(); err != nil || n != 0 {
+		t.Errorf("%d rejection counts left (%v); acknowledged entries must leave none", n, err)
 	}
 }
