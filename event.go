@@ -32,8 +32,9 @@ type Event struct {
 
 // DeliveryRetention is how long a store remembers a delivery: far longer than an entry can
 // stay pending while the deployment runs (a claim takes seconds, a restart minutes), yet a
-// bounded table. A redelivery after it is counted again, as it was before deliveries were
-// recorded.
+// bounded table. The aggregator holds back the pruning of deliveries that an entry still in
+// the Redis stream may need (see redis.Broker.OldestEntry), so a redelivery is never counted
+// again, however late it comes.
 const DeliveryRetention = 24 * time.Hour
 
 // Key is the identity of an event.

@@ -2,10 +2,10 @@ package postgres
 
 import (
 	"context"
-	"math"
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"slices"
 	"strconv"

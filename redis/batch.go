@@ -181,12 +181,14 @@ const ackAttempts = 5
 // retried after its answer was lost finds the entries acknowledged already, and takes nothing.
 // To dead-letter an entry it first adds the copy to the dead-letter stream: if that fails,
 // the script stops there, and the entry stays pending rather than vanish without its copy.
-// KEYS: the stream, the counter and, to dead-letter, the dead-letter stream. ARGV: the group,
+// It also forgets the entries' rejection counts (see rejected).
+// KEYS: the stream, the counter, the rejection counts and, to dead-letter, the dead-letter
+// stream. ARGV: the group,
 // the number of entries, each entry's ID and queued events, then the copy's fields and values.
 var ackScript = goredis.NewScript(`
 local entries = tonumber(ARGV[2])
-if KEYS[3] then
-    redis.call('XADD', KEYS[3], '*', unpack(ARGV, 3 + 2 * entries))
+if KEYS[4] then
+    redis.call('XADD', KEYS[4], '*', unpack(ARGV, 3 + 2 * entries))
 end
 local acked = 0
 for i = 3, 2 + 2 * entries, 2 do
@@ -194,6 +196,7 @@ for i = 3, 2 + 2 * entries, 2 do
         acked = acked + tonumber(ARGV[i + 1])
     end
     redis.call('XDEL', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
 end
 if acked > 0 then
     redis.call('DECRBY', KEYS[2], acked)
@@ -208,7 +211,7 @@ func (c *consumer) ackArgs(entries []entry) ([]string, []any) {
 	for _, e := range entries {
 		args = append(args, e.id, e.queued)
 	}
-	return []string{c.stream, c.queued}, args
+	return []string{c.stream, c.queued, c.rejections}, args
 }
 
 // acknowledge acknowledges committed entries (see ackScript).
@@ -228,18 +231,32 @@ func (c *consumer) acknowledge(ctx context.Context, entries []entry) {
 	}
 }
 
+// holdClaims is how many ClaimIdle a consumer keeps its entries claimed while it commits
+// them. A commit that takes longer is waiting for a store this replica cannot reach (it may
+// be cut off it while the others are not), so it lets go: the entries go idle, and a replica
+// that reaches the store claims and commits them. This one goes on trying; whichever commits
+// second finds the entries' deliveries recorded and counts nothing, and its acknowledgement
+// finds them acknowledged and takes nothing off the queued counter.
+const holdClaims = 3
+
 // keepClaimed resets the idle time of entries while they are being committed, so that a
-// slow commit, or a wait for the store, does not let another consumer claim them (and raise
-// their delivery count). It returns the function that stops it.
+// slow commit, or a short wait for the store, does not let another consumer claim them (and
+// raise their delivery count), for holdClaims × ClaimIdle at most. It returns the function
+// that stops it.
 func (c *consumer) keepClaimed(ctx context.Context, ids []string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(max(c.opts.ClaimIdle/3, time.Millisecond))
 		defer t.Stop()
+		letGo := time.After(holdClaims * c.opts.ClaimIdle)
 		for {
 			select {
 			case <-done:
+				return
+			case <-letGo:
+				c.log.WarnContext(ctx, "commit still waiting; letting other consumers claim its entries",
+					"entries", len(ids), "held", holdClaims*c.opts.ClaimIdle)
 				return
 			case <-t.C:
 				// JUSTID: claiming them again must not count as a delivery.

@@ -48,8 +48,9 @@ type Options struct {
 	// without a delivery before a replica deletes it (default the longer of 10×ClaimIdle and
 	// 100×Block: 5 minutes). Names are host names, so every replaced container leaves one.
 	ForgetIdle time.Duration
-	// MaxDeliveries is how often an entry the store rejects is tried before it is moved to
-	// the dead-letter stream (default 5). Failures because the store is down do not count.
+	// MaxDeliveries is how often the store may reject an entry before it is moved to the
+	// dead-letter stream (default 5). Only rejections count: neither failures because the
+	// store is down nor deliveries again after a restart or a claim.
 	MaxDeliveries int
 	Logger        *slog.Logger
 	// DeadLetter is told of every entry given up on, so the store's totals still add up
@@ -114,13 +115,15 @@ type Broker struct {
 	stream string // the events waiting for, or being committed by, a consumer
 	dead   string // the entries given up on, for a human to look at
 	queued string // a counter of the events in the stream's entries, for Depth
+	// rejections counts, per entry ID, how often the store rejected the entry (see rejected)
+	rejections string
 }
 
 var _ uts.Broker = (*Broker)(nil)
 
 // Open connects to the Redis at url (redis://host:port/db), creates the stream and the
 // consumer group if they do not exist yet, and warns when Redis would lose queued events on
-// its own restart.
+// its own restart. It refuses a Redis whose maxmemory-policy may evict the stream.
 func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 	opts = opts.withDefaults()
 	clientOpts, err := goredis.ParseURL(url)
@@ -138,10 +141,16 @@ func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 		stream: opts.KeyPrefix + "events",
 		dead:   opts.KeyPrefix + "dead",
 		queued: opts.KeyPrefix + "queued",
+
+		rejections: opts.KeyPrefix + "rejections",
 	}
 	if err := b.ensureGroup(ctx); err != nil {
 		b.client.Close()
 		return nil, uts.Unavailable("redis unavailable", err)
+	}
+	if err := b.checkEviction(ctx); err != nil {
+		b.client.Close()
+		return nil, err
 	}
 	b.checkPersistence(ctx)
 	return b, nil

@@ -6,41 +6,28 @@ import (
 	"maps"
 	"slices"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/uts-events/uts"
 )
 
 // rejected handles an entry the store rejected on its own: it stays pending, to be claimed
-// again after ClaimIdle, until it has been delivered MaxDeliveries times.
+// again after ClaimIdle, until the store has rejected it MaxDeliveries times. Rejections are
+// counted in a hash of their own, not read from the entry's delivery count: a replica that
+// restarts under its name reads its pending entries again, which raises their delivery count
+// though no store saw them, and crash restarts would use up MaxDeliveries. The count is
+// forgotten when the entry is acknowledged (see ackScript).
 func (c *consumer) rejected(ctx context.Context, e entry, reason error) {
-	deliveries, err := c.deliveries(context.WithoutCancel(ctx), e.id)
+	rejections, err := c.client.HIncrBy(context.WithoutCancel(ctx), c.rejections, e.id, 1).Result()
 	if err != nil {
-		c.log.WarnContext(ctx, "read delivery count failed; the entry stays pending", "id", e.id, "err", err)
+		c.log.WarnContext(ctx, "count rejection failed; the entry stays pending", "id", e.id, "err", err)
 		return
 	}
-	if deliveries < int64(c.opts.MaxDeliveries) {
+	if rejections < int64(c.opts.MaxDeliveries) {
 		c.log.WarnContext(ctx, "store rejected an entry; it will be retried",
 			"id", e.id, "events", len(e.events), "topic", e.events[0].Topic, "event_id", e.events[0].EventID,
-			"deliveries", deliveries, "err", reason)
+			"rejections", rejections, "err", reason)
 		return
 	}
-	c.deadLetter(ctx, e, deliveries, reason)
-}
-
-// deliveries is how often the entry has been delivered, 0 if it is no longer pending.
-func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
-	pending, err := c.client.XPendingExt(ctx, &goredis.XPendingExtArgs{
-		Stream: c.stream,
-		Group:  c.opts.Group,
-		Start:  id,
-		End:    id,
-		Count:  1,
-	}).Result()
-	if err != nil || len(pending) == 0 {
-		return 0, err
-	}
-	return pending[0].RetryCount, nil
+	c.deadLetter(ctx, e, rejections, reason)
 }
 
 // deadLetter gives up on an entry: its events are counted with the store first, so that the
@@ -50,14 +37,14 @@ func (c *consumer) deliveries(ctx context.Context, id string) (int64, error) {
 // counted twice. An entry that does not decode (no events) counts as one event with the
 // store and none off the queued counter: only a writer other than Publish, which counts
 // nothing there, can have put it in the stream.
-func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, reason error) {
+func (c *consumer) deadLetter(ctx context.Context, e entry, rejections int64, reason error) {
 	redisCtx := context.WithoutCancel(ctx)
 	id := e.id
 	if err := c.countDeadLetter(ctx, c.delivery(id), max(1, len(e.events))); err != nil {
 		c.log.WarnContext(ctx, "count dead letter failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
-	values := []any{"id", id, "error", reason.Error(), "deliveries", deliveries}
+	values := []any{"id", id, "error", reason.Error(), "rejections", rejections}
 	for _, name := range slices.Sorted(maps.Keys(e.fields)) {
 		values = append(values, name, e.fields[name])
 	}
@@ -67,7 +54,7 @@ func (c *consumer) deadLetter(ctx context.Context, e entry, deliveries int64, re
 		c.log.WarnContext(ctx, "move to dead-letter stream failed; the entry stays pending", "id", id, "err", err)
 		return
 	}
-	c.log.ErrorContext(ctx, "entry dead-lettered", "id", id, "events", len(e.events), "stream", c.dead, "deliveries", deliveries, "err", reason)
+	c.log.ErrorContext(ctx, "entry dead-lettered", "id", id, "events", len(e.events), "stream", c.dead, "rejections", rejections, "err", reason)
 }
 
 // countDeadLetter tells DeadLetter of the n events of entry id, waiting while the store is

@@ -38,8 +38,10 @@ type Store struct {
 	writes  *writeStatements
 	closed  atomic.Bool
 	// pruner prunes the deliveries; stopPruning ends its ticker and waits for it.
-	pruner      retention.Pruner
-	stopPruning func()
+	pruner retention.Pruner
+	// deliveriesHeld bounds the pruning of deliveries (see WithDeliveriesHeld); nil for none.
+	deliveriesHeld func(ctx context.Context) (time.Time, error)
+	stopPruning    func()
 	// log hears of what the store does on its own, where no caller waits for an error.
 	log *slog.Logger
 	// committed wakes the feed's readers (see uts.Store.Committed).
@@ -55,6 +57,13 @@ type Option func(*Store)
 // WithLogger gives the store a logger (default slog.Default()) for what fails off any
 // request: a pruning run.
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// WithDeliveriesHeld keeps the deliveries recorded from held's time on, however old: held is
+// the broker's oldest entry still in flight (see redis.Broker.OldestEntry), which may be
+// delivered again and must then be found recorded, or its events would be counted again.
+func WithDeliveriesHeld(held func(ctx context.Context) (time.Time, error)) Option {
+	return func(s *Store) { s.deliveriesHeld = held }
+}
 
 var _ uts.Store = (*Store)(nil)
 
@@ -110,7 +119,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		opt(s)
 	}
 	s.pruner = retention.Pruner{Every: pruneEvery, Keep: uts.DeliveryRetention, ChunkRows: pruneChunkRows,
-		Chunks: pruneChunks, Chunk: s.pruneChunk, Log: s.log}
+		Chunks: pruneChunks, Chunk: s.pruneChunk, Hold: s.deliveriesHeld, Log: s.log}
 	s.stopPruning = s.pruner.Start()
 	if err := s.Ping(ctx); err != nil {
 		s.Close()

@@ -89,7 +89,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("redis-prefix", "UTS_REDIS_PREFIX")
 	fs.DurationVar(&c.ClaimIdle, "claim-idle", 30*time.Second, "idle time after which a dead consumer's pending entries are claimed")
 	bind("claim-idle", "UTS_CLAIM_IDLE")
-	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 5, "deliveries of one entry before it goes to the dead-letter stream")
+	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 5, "store rejections of one entry before it goes to the dead-letter stream")
 	bind("max-deliveries", "UTS_MAX_DELIVERIES")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	bind("log-level", "UTS_LOG_LEVEL")

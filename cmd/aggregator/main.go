@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +65,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := newLogger(cfg, stdout)
 
-	store, err := openStore(ctx, cfg.DB, logger)
+	// The store prunes no delivery that an entry still in the Redis stream may need; the
+	// broker, which knows that, opens after the store, which it needs.
+	var redisBroker atomic.Pointer[redis.Broker]
+	deliveriesHeld := func(ctx context.Context) (time.Time, error) {
+		if b := redisBroker.Load(); b != nil {
+			return b.OldestEntry(ctx)
+		}
+		return time.Time{}, nil
+	}
+	store, err := openStore(ctx, cfg.DB, deliveriesHeld, logger)
 	if err != nil {
 		return err
 	}
@@ -76,6 +86,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	broker, err := openBroker(ctx, cfg, meters.DeadLetters(store.DeadLetter), logger)
 	if err != nil {
 		return err
+	}
+	// In Redis mode received counts a batch from its 202 on, not from its commit.
+	answers := store
+	if r, ok := broker.(*redis.Broker); ok {
+		answers = r.CountingAccepted(store)
+		redisBroker.Store(r)
 	}
 	broker = meters.Broker(broker)
 	meters.WatchSubscriptions(store)
@@ -97,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	commits := consumer.New(store, logger, consumer.WithObserver(meters))
 	server := &nethttp.Server{
 		Handler: meters.Requests(http.NewHandler(http.Config{
-			Store: store, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
+			Store: answers, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
 			Commits: commits.Ready, BodyTimeout: cfg.BodyTimeout, MaxBodyMemory: cfg.MaxBodyMemory,
 		})),
@@ -170,14 +186,14 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func openStore(ctx context.Context, db string, logger *slog.Logger) (uts.Store, error) {
+func openStore(ctx context.Context, db string, deliveriesHeld func(context.Context) (time.Time, error), logger *slog.Logger) (uts.Store, error) {
 	kind, target, err := storeKind(db)
 	if err != nil {
 		return nil, err
 	}
 	switch kind {
 	case "postgres":
-		store, err := postgres.Open(ctx, target, postgres.WithLogger(logger))
+		store, err := postgres.Open(ctx, target, postgres.WithLogger(logger), postgres.WithDeliveriesHeld(deliveriesHeld))
 		if err != nil {
 			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
 		}
@@ -186,7 +202,7 @@ func openStore(ctx context.Context, db string, logger *slog.Logger) (uts.Store, 
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return nil, fmt.Errorf("creating the data folder: %w", err)
 		}
-		store, err := sqlite.Open(ctx, target, sqlite.WithLogger(logger))
+		store, err := sqlite.Open(ctx, target, sqlite.WithLogger(logger), sqlite.WithDeliveriesHeld(deliveriesHeld))
 		if err != nil {
 			return nil, fmt.Errorf("opening SQLite %s: %w", target, err)
 		}

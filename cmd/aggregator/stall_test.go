@@ -165,6 +165,12 @@ func TestStalledPostgresWithRedis(t *testing.T) {
 	for b := 1; b <= 6; b++ {
 		publish(stallBatch(b, 150, &first[b])) // two entries each: 100 events and the rest
 	}
+	// Nothing of those batches can be committed, yet /stats counts them from their 202 on
+	// (it read the counters of the table the stall does not lock).
+	if st, err := readStats(ctx, url); err != nil || st.Received != accepted || st.UniqueProcessed != int64(len(first)) {
+		t.Errorf("/stats during the stall: %+v, %v; want received %d (every 202'd event), unique %d",
+			st, err, accepted, len(first))
+	}
 	eventually(t, "the consumers to hold entries", 10*time.Second, func() error {
 		if n, err := pendingOf(ctx, rc, prefix, ""); err != nil || n == 0 {
 			return fmt.Errorf("%d pending, %v", n, err)

@@ -6,6 +6,7 @@ package retention
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,7 +21,12 @@ type Pruner struct {
 	ChunkRows, Chunks int
 	// Chunk deletes up to rows records from before cutoff and says how many it deleted.
 	Chunk func(ctx context.Context, cutoff time.Time, rows int) (int64, error)
-	Log   *slog.Logger
+	// Hold, when set, says from when on records may still be needed, whatever their age: a
+	// broker's oldest entry in flight, which may be delivered again, and must then find its
+	// delivery recorded or be counted twice. The zero time holds nothing back. When Hold
+	// fails, nothing is deleted.
+	Hold func(ctx context.Context) (time.Time, error)
+	Log  *slog.Logger
 }
 
 // Start prunes every p.Every until the returned function is called, which waits for a run
@@ -51,8 +57,18 @@ func (p Pruner) Prune(ctx context.Context, cutoff time.Time) {
 	}
 }
 
-// Delete deletes what is older than cutoff, a chunk at a time, and returns how much.
+// Delete deletes what is older than cutoff and than Hold's time, a chunk at a time, and
+// returns how much.
 func (p Pruner) Delete(ctx context.Context, cutoff time.Time) (int64, error) {
+	if p.Hold != nil {
+		held, err := p.Hold(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("read what is still needed: %w", err)
+		}
+		if !held.IsZero() && held.Before(cutoff) {
+			cutoff = held
+		}
+	}
 	var total int64
 	for range p.Chunks {
 		n, err := p.Chunk(ctx, cutoff, p.ChunkRows)
