@@ -33,7 +33,8 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
-	Probe           string // a URL to check instead of serving; see probe
+	StartTimeout    time.Duration // how long to retry reaching PostgreSQL and Redis at start
+	Probe           string        // a URL to check instead of serving; see probe
 }
 
 // parseConfig reads flags from args and, for each flag not given, its UTS_* twin from getenv.
@@ -88,6 +89,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("log-format", "UTS_LOG_FORMAT")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait to drain on SIGINT/SIGTERM")
 	bind("shutdown-timeout", "UTS_SHUTDOWN_TIMEOUT")
+	fs.DurationVar(&c.StartTimeout, "start-timeout", 60*time.Second, "how long to keep retrying, with backoff, a PostgreSQL or Redis that is unreachable at start (0: fail at once)")
+	bind("start-timeout", "UTS_START_TIMEOUT")
 	// No UTS_PROBE: a variable set in a container's environment would turn every start into
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
@@ -143,6 +146,9 @@ func (c config) validate() error {
 	}
 	if c.Linger < 0 {
 		errs = append(errs, fmt.Errorf("-linger must not be negative"))
+	}
+	if c.StartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("-start-timeout must not be negative"))
 	}
 	if _, _, err := storeKind(c.DB); err != nil {
 		errs = append(errs, err)

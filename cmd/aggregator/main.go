@@ -53,7 +53,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := newLogger(cfg, stdout)
 
-	store, err := openStore(ctx, cfg.DB, logger)
+	// PostgreSQL and Redis may still be starting: wait for them, up to -start-timeout.
+	startDeadline := time.Now().Add(cfg.StartTimeout)
+	store, err := openRetrying(ctx, startDeadline, "the store", logger, func(ctx context.Context) (uts.Store, error) {
+		return openStore(ctx, cfg.DB, logger)
+	})
 	if err != nil {
 		return err
 	}
@@ -62,7 +66,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The metrics hear of events where they pass (publish, commit, dead letter) and of
 	// requests around the API, so no other package needs to know Prometheus.
 	meters := metrics.New()
-	broker, err := openBroker(ctx, cfg, meters.DeadLetters(store.DeadLetter), logger)
+	broker, err := openRetrying(ctx, startDeadline, "the broker", logger, func(ctx context.Context) (uts.Broker, error) {
+		return openBroker(ctx, cfg, meters.DeadLetters(store.DeadLetter), logger)
+	})
 	if err != nil {
 		return err
 	}
