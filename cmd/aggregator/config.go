@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/flagenv"
 )
 
 // config is every setting of the aggregator. It is filled from flags, then from the
@@ -95,6 +96,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
 
+	flagenv.SetUsage(fs, "Serves the UTS Event System API.", func(name string) string { return env[name] })
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
