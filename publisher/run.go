@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	if cfg.GiveUpAfter > 0 {
+		client.failures = &failureClock{}
+	}
 	summary := Summary{URLs: len(cfg.URLs)}
 	src, err := openSource(&cfg, &summary)
 	if err != nil {
@@ -50,6 +54,19 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Summary, error) {
 	stopProgress := showProgress(progress, t, cfg.Events, start)
 	sendCtx, cancelSend := drainContext(ctx, cfg.Grace)
 	defer cancelSend()
+	// Giving up stops generating and ends the requests in flight at once: they are failing.
+	produceCtx, stopProducing := context.WithCancel(ctx)
+	defer stopProducing()
+	var gaveUp atomic.Int64 // how long requests had failed, once the run gave up
+	watchDone := make(chan struct{})
+	if client.failures != nil {
+		go client.failures.watch(cfg.GiveUpAfter, watchDone, func(failingFor time.Duration) {
+			gaveUp.Store(int64(failingFor))
+			logger.Error("giving up: no request has succeeded for -give-up-after", "failing_for", failingFor.Round(time.Millisecond), "give_up_after", cfg.GiveUpAfter)
+			stopProducing()
+			cancelSend()
+		})
+	}
 
 	batches := make(chan []item) // unbuffered: a cancelled run leaves nothing half-queued
 	var workers sync.WaitGroup
@@ -64,8 +81,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Summary, error) {
 			}
 		})
 	}
-	produceErr := produce(ctx, cfg, src, batches, t)
+	produceErr := produce(produceCtx, cfg, src, batches, t)
 	workers.Wait()
+	close(watchDone)
 	stopProgress()
 
 	t.mu.Lock()
@@ -88,17 +106,21 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Summary, error) {
 		summary.EventsPerSecond = float64(summary.Sent) / s
 	}
 	summary.Interrupted = ctx.Err() != nil
+	summary.GaveUp = gaveUp.Load() > 0
 
 	var errs []error
 	if produceErr != nil {
 		errs = append(errs, produceErr)
 	}
-	if summary.Failures > 0 {
+	if summary.GaveUp {
+		errs = append(errs, fmt.Errorf("gave up: no request succeeded for %s (-give-up-after %s); %d events acknowledged, %d in failed requests not known to be taken%s",
+			time.Duration(gaveUp.Load()).Round(time.Millisecond), cfg.GiveUpAfter, summary.Sent, summary.FailedEvents, notSent(cfg, summary)))
+	} else if summary.Failures > 0 {
 		errs = append(errs, fmt.Errorf("%d events not delivered: %d requests failed", summary.FailedEvents, summary.Failures))
 	}
 	if cfg.Verify {
-		if summary.Interrupted {
-			errs = append(errs, errors.New("verify: skipped, the run was interrupted"))
+		if summary.Interrupted || summary.GaveUp {
+			errs = append(errs, errors.New("verify: skipped, the run did not finish"))
 		} else {
 			wait := time.Duration(0)
 			if summary.Queued > 0 {
@@ -113,6 +135,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Summary, error) {
 		}
 	}
 	return summary, errors.Join(errs...)
+}
+
+// notSent describes the generated events never handed to a request, when the run was to
+// send a known number.
+func notSent(cfg Config, s Summary) string {
+	if cfg.File != "" || cfg.Events == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d of the %d never sent", cfg.Events-s.Generated, cfg.Events)
 }
 
 func openSource(cfg *Config, summary *Summary) (source, error) {

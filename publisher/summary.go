@@ -36,7 +36,8 @@ type Summary struct {
 	Latency         Latency       `json:"latency"`
 
 	Interrupted bool          `json:"interrupted,omitempty"`
-	Errors      []string      `json:"errors,omitempty"` // the first few failures
+	GaveUp      bool          `json:"gave_up,omitempty"` // requests failed for Config.GiveUpAfter
+	Errors      []string      `json:"errors,omitempty"`  // the first few failures
 	Verify      *Verification `json:"verify,omitempty"`
 }
 
@@ -76,6 +77,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	status := "done"
 	if s.Interrupted {
 		status = "interrupted"
+	}
+	if s.GaveUp {
+		status = "gave up"
 	}
 	fmt.Fprintf(&b, "publisher %s: %d events in %s (%.0f events/s)", status, s.Sent, s.Elapsed.Round(time.Millisecond), s.EventsPerSecond)
 	if s.Seed != 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/uts-events/uts/internal/flagenv"
 	"github.com/uts-events/uts/publisher"
 )
 
@@ -73,6 +74,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs.DurationVar(&cfg.Retry.BaseDelay, "retry-base", cfg.Retry.BaseDelay, "first backoff ceiling; doubles per attempt")
 	fs.DurationVar(&cfg.Retry.MaxDelay, "retry-max", cfg.Retry.MaxDelay, "largest backoff (a longer Retry-After is still honoured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one HTTP request")
+	fs.DurationVar(&cfg.GiveUpAfter, "give-up-after", cfg.GiveUpAfter, "stop the run once requests have failed this long with no success between (0: never); exits non-zero with what was and was not acknowledged")
+	flagenv.SetUsage(fs, "Sends generated or recorded events to UTS aggregators, at least once.", envName)
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}

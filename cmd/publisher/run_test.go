@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -172,11 +173,45 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestRunHelpIsNotAnError: -h prints every flag with the variable that sets it, and is a
+// success (main exits 0 on a nil error).
 func TestRunHelpIsNotAnError(t *testing.T) {
 	t.Parallel()
 	_, stderr, err := runCommand(t, []string{"-h"}, nil)
 	if err != nil || !strings.Contains(stderr, "-duplicates") {
 		t.Fatalf("err %v, usage %q", err, stderr)
+	}
+	for _, flagName := range []string{"url", "events", "duplicates", "verify", "give-up-after", "retry-base", "json"} {
+		want := "  -" + flagName
+		i := strings.Index(stderr, want)
+		if i < 0 {
+			t.Errorf("-h does not list -%s", flagName)
+			continue
+		}
+		entry, _, _ := strings.Cut(stderr[i+len(want):], "\n  -")
+		if !strings.Contains(entry, "variable: "+envName(flagName)) {
+			t.Errorf("-h does not name %s for -%s:%s", envName(flagName), flagName, entry)
+		}
+	}
+}
+
+// TestRunGivesUpOnADeadAggregator: nothing listens at -url; the run stops after
+// -give-up-after with a non-nil error (exit 1) that says so, and prints its summary.
+func TestRunGivesUpOnADeadAggregator(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	l.Close()
+	stdout, _, err := runCommand(t, []string{"-url", url, "-events", "100", "-batch", "10", "-retries", "1000",
+		"-retry-base", "1ms", "-retry-max", "10ms"}, map[string]string{"UTS_GIVE_UP_AFTER": "300ms"})
+	if err == nil || !strings.Contains(err.Error(), "gave up: no request succeeded") || !strings.Contains(err.Error(), "-give-up-after 300ms") {
+		t.Fatalf("err %v; want a give-up naming -give-up-after", err)
+	}
+	if !strings.HasPrefix(stdout, "publisher gave up: 0 events") {
+		t.Errorf("summary:\n%s", stdout)
 	}
 }
 
