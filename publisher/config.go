@@ -21,10 +21,13 @@ type Config struct {
 	Topics      int
 	Batch       int // events per request; 1 sends a bare object instead of an array
 	Concurrency int // requests in flight
-	Seed        uint64
-	Rate        float64       // events per second over all workers; 0 for no limit
-	Duration    time.Duration // stop generating after this long; 0 for no limit
-	File        string        // replay this NDJSON or JSON-array file instead of generating
+	// Seed makes the generated events: the same seed, the same events. 0 picks a random one
+	// (logged), so that the run's ids are new to the aggregator, and Verify can expect each
+	// distinct event to be stored.
+	Seed     uint64
+	Rate     float64       // events per second over all workers; 0 for no limit
+	Duration time.Duration // stop generating after this long; 0 for no limit
+	File     string        // replay this NDJSON or JSON-array file instead of generating
 
 	Retry RetryPolicy
 	// GiveUpAfter stops the run once requests have failed (network errors, 5xx, 429) for this

@@ -106,8 +106,8 @@ func (s Summary) WriteText(w io.Writer) error {
 		if !v.OK {
 			verdict = "FAILED"
 		}
-		fmt.Fprintf(&b, "  verify      %s: received +%d (want +%d), unique_processed +%d (want +%d)\n",
-			verdict, v.Got.Received, v.Want.Received, v.Got.UniqueProcessed, v.Want.UniqueProcessed)
+		fmt.Fprintf(&b, "  verify      %s: received +%d (want +%d), unique_processed +%d (want %s)\n",
+			verdict, v.Got.Received, v.Want.Received, v.Got.UniqueProcessed, v.wantUnique())
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
