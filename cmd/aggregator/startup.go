@@ -26,13 +26,15 @@ const (
 // host's boot) come up in any order, and PostgreSQL or Redis may still be starting, or
 // loading its data, when the aggregator does: exiting at once would leave that to a
 // restart policy, or to nobody.
+//
+// The deadline decides whether to try again, never cuts an attempt short: an attempt may be
+// a long migration, which must not be cancelled for being slow. (A host that drops packets
+// instead of refusing is bounded by the driver's own timeouts, e.g. connect_timeout in a
+// PostgreSQL URL.)
 func openRetrying[T any](ctx context.Context, deadline time.Time, what string, logger *slog.Logger, open func(context.Context) (T, error)) (T, error) {
 	wait := startFirstWait
-	var last error // the latest error that says why, for the final message
 	for attempt := 1; ; attempt++ {
-		attemptCtx, cancel := context.WithDeadline(ctx, deadline)
-		v, err := open(attemptCtx)
-		cancel()
+		v, err := open(ctx)
 		if err == nil {
 			if attempt > 1 {
 				logger.Info(what+" reachable", "attempts", attempt)
@@ -42,12 +44,9 @@ func openRetrying[T any](ctx context.Context, deadline time.Time, what string, l
 		if ctx.Err() != nil || !worthRetryingAtStart(err) {
 			return v, err
 		}
-		if last == nil || !errors.Is(err, context.DeadlineExceeded) {
-			last = err // an attempt cut by the deadline says less than the one before it
-		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
-			return v, fmt.Errorf("%s still unreachable after -start-timeout (%d attempts): %w", what, attempt, last)
+			return v, fmt.Errorf("%s still unreachable after -start-timeout (%d attempts): %w", what, attempt, err)
 		}
 		// Full jitter: replicas started together do not knock on the same door in step.
 		sleep := min(time.Duration(rand.Int64N(int64(wait))+1), remaining)

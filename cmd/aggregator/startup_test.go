@@ -151,11 +151,12 @@ func TestStartGivesUpAfterStartTimeout(t *testing.T) {
 
 // TestStartFailsAtOnceOnConfiguration: an error no wait can cure (a malformed URL, a
 // database that does not exist) ends the start at once, with no retry, even under a long
-// -start-timeout.
+// -start-timeout; and -start-timeout 0 never retries.
 func TestStartFailsAtOnceOnConfiguration(t *testing.T) {
 	t.Parallel()
-	cases := map[string]string{
-		"a malformed URL": "postgres://root@127.0.0.1:1/test?sslmode=bogus",
+	cases := map[string][]string{
+		"a malformed URL":  {"-db", "postgres://root@127.0.0.1:1/test?sslmode=bogus", "-start-timeout", "10m"},
+		"-start-timeout 0": {"-db", "postgres://root@" + freeAddr(t) + "/test?sslmode=disable", "-start-timeout", "0"},
 	}
 	if base := os.Getenv("UTS_TEST_POSTGRES_URL"); base != "" {
 		u, err := url.Parse(base)
@@ -163,13 +164,13 @@ func TestStartFailsAtOnceOnConfiguration(t *testing.T) {
 			t.Fatal(err)
 		}
 		u.Path = "/no_such_database_" + fmt.Sprint(time.Now().UnixNano())
-		cases["no such database"] = u.String()
+		cases["no such database"] = []string{"-db", u.String(), "-start-timeout", "10m"}
 	}
-	for name, db := range cases {
+	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			logs := &testenv.Buffer{}
-			errc, _ := runInBackground(t, logs, "-addr", freeAddr(t), "-db", db, "-start-timeout", "10m")
+			errc, _ := runInBackground(t, logs, append([]string{"-addr", freeAddr(t)}, args...)...)
 			select {
 			case err := <-errc:
 				if err == nil {
