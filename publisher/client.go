@@ -28,6 +28,7 @@ type Client struct {
 	retry     RetryPolicy
 	logger    *slog.Logger
 	next      atomic.Uint64 // round-robin position over urls
+	failures  *failureClock // may be nil; hears of every attempt's outcome
 
 	// sleep waits between attempts; tests replace it to see the waits without taking them.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -157,6 +158,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, reply
 			reply.Latencies = append(reply.Latencies, time.Since(start))
 		}
 		if err == nil {
+			c.failures.succeeded()
 			return a, nil
 		}
 		if ctx.Err() != nil {
@@ -166,6 +168,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, reply
 		if errors.As(err, &se) && !se.Temporary() {
 			return a, err
 		}
+		c.failures.failed(time.Now())
 		if !errors.As(err, &se) {
 			target++
 		}

@@ -21,13 +21,19 @@ type Config struct {
 	Topics      int
 	Batch       int // events per request; 1 sends a bare object instead of an array
 	Concurrency int // requests in flight
-	Seed        uint64
-	Rate        float64       // events per second over all workers; 0 for no limit
-	Duration    time.Duration // stop generating after this long; 0 for no limit
-	File        string        // replay this NDJSON or JSON-array file instead of generating
+	// Seed makes the generated events: the same seed, the same events. 0 picks a random one
+	// (logged), so that the run's ids are new to the aggregator, and Verify can expect each
+	// distinct event to be stored.
+	Seed     uint64
+	Rate     float64       // events per second over all workers; 0 for no limit
+	Duration time.Duration // stop generating after this long; 0 for no limit
+	File     string        // replay this NDJSON or JSON-array file instead of generating
 
-	Retry   RetryPolicy
-	Timeout time.Duration // one HTTP round trip
+	Retry RetryPolicy
+	// GiveUpAfter stops the run once requests have failed (network errors, 5xx, 429) for this
+	// long with no success between; 0 never gives up.
+	GiveUpAfter time.Duration
+	Timeout     time.Duration // one HTTP round trip
 	// Grace is how long requests in flight may still finish once ctx is cancelled.
 	Grace time.Duration
 
@@ -47,6 +53,7 @@ func DefaultConfig() Config {
 		Batch:         100,
 		Concurrency:   4,
 		Retry:         DefaultRetryPolicy(),
+		GiveUpAfter:   time.Minute,
 		Timeout:       30 * time.Second,
 		Grace:         5 * time.Second,
 		VerifyTimeout: 30 * time.Second,
@@ -71,6 +78,7 @@ func (c Config) Validate() error {
 	check(c.Rate < 0, "rate must not be negative, got %v", c.Rate)
 	check(c.Duration < 0, "duration must not be negative, got %v", c.Duration)
 	check(c.Timeout <= 0 && c.HTTPClient == nil, "timeout must be positive, got %v", c.Timeout)
+	check(c.GiveUpAfter < 0, "give-up-after must not be negative, got %v", c.GiveUpAfter)
 	check(c.Grace < 0, "grace must not be negative, got %v", c.Grace)
 	check(c.Verify && c.VerifyTimeout <= 0, "verify timeout must be positive, got %v", c.VerifyTimeout)
 	if err := c.Retry.validate(); err != nil {

@@ -36,7 +36,8 @@ type Summary struct {
 	Latency         Latency       `json:"latency"`
 
 	Interrupted bool          `json:"interrupted,omitempty"`
-	Errors      []string      `json:"errors,omitempty"` // the first few failures
+	GaveUp      bool          `json:"gave_up,omitempty"` // requests failed for Config.GiveUpAfter
+	Errors      []string      `json:"errors,omitempty"`  // the first few failures
 	Verify      *Verification `json:"verify,omitempty"`
 }
 
@@ -77,6 +78,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	if s.Interrupted {
 		status = "interrupted"
 	}
+	if s.GaveUp {
+		status = "gave up"
+	}
 	fmt.Fprintf(&b, "publisher %s: %d events in %s (%.0f events/s)", status, s.Sent, s.Elapsed.Round(time.Millisecond), s.EventsPerSecond)
 	if s.Seed != 0 {
 		fmt.Fprintf(&b, ", seed %d", s.Seed)
@@ -102,8 +106,8 @@ func (s Summary) WriteText(w io.Writer) error {
 		if !v.OK {
 			verdict = "FAILED"
 		}
-		fmt.Fprintf(&b, "  verify      %s: received +%d (want +%d), unique_processed +%d (want +%d)\n",
-			verdict, v.Got.Received, v.Want.Received, v.Got.UniqueProcessed, v.Want.UniqueProcessed)
+		fmt.Fprintf(&b, "  verify      %s: received +%d (want +%d), unique_processed +%d (want %s)\n",
+			verdict, v.Got.Received, v.Want.Received, v.Got.UniqueProcessed, v.wantUnique())
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/flagenv"
 )
 
 // config is every setting of the aggregator. It is filled from flags, then from the
@@ -36,6 +37,7 @@ type config struct {
 	BodyTimeout     time.Duration // longest a client may take to send a /publish body
 	IdleTimeout     time.Duration // longest an idle keep-alive connection stays open
 	MaxBodyMemory   int64         // request-body bytes held at once across all requests
+	StartTimeout    time.Duration // how long to retry reaching PostgreSQL and Redis at start
 	Probe           string        // a URL to check instead of serving; see probe
 }
 
@@ -97,16 +99,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("log-format", "UTS_LOG_FORMAT")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait to drain on SIGINT/SIGTERM")
 	bind("shutdown-timeout", "UTS_SHUTDOWN_TIMEOUT")
+	fs.DurationVar(&c.StartTimeout, "start-timeout", 60*time.Second, "how long to keep retrying, with backoff, a PostgreSQL or Redis that is unreachable at start (0: fail at once)")
+	bind("start-timeout", "UTS_START_TIMEOUT")
 	// No UTS_PROBE: a variable set in a container's environment would turn every start into
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
 
-	// -h names each flag's variable, so that a deployment can be written from it.
-	fs.VisitAll(func(f *flag.Flag) {
-		if variable, ok := env[f.Name]; ok {
-			f.Usage += " (" + variable + ")"
-		}
-	})
+	flagenv.SetUsage(fs, "Serves the UTS Event System API.", func(name string) string { return env[name] })
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -167,6 +166,9 @@ func (c config) validate() error {
 	}
 	if c.Linger < 0 {
 		errs = append(errs, fmt.Errorf("-linger must not be negative"))
+	}
+	if c.StartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("-start-timeout must not be negative"))
 	}
 	if _, _, err := storeKind(c.DB); err != nil {
 		errs = append(errs, err)

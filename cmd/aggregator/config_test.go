@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -89,29 +87,5 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 	logged := fmt.Sprint(c.logAttrs()...)
 	if strings.Contains(logged, "hunter2") || strings.Contains(logged, "s3cret") || !strings.Contains(logged, "user") {
 		t.Fatalf("the start log must mask secrets and keep the rest: %s", logged)
-	}
-}
-
-// TestHelpNamesVariables: -h is an answer, not an error, and tells each flag's variable, for
-// both commands.
-func TestHelpNamesVariables(t *testing.T) {
-	var out strings.Builder
-	if err := run(t.Context(), []string{"-h"}, noEnv, &out, &out); err != nil {
-		t.Fatalf("aggregator -h: %v", err)
-	}
-	for _, v := range envVariables() {
-		if !strings.Contains(out.String(), "("+v+")") {
-			t.Errorf("aggregator -h does not name %s", v)
-		}
-	}
-	aggregator, publisher := binaries(t)
-	for _, bin := range []string{aggregator, publisher} {
-		help, err := exec.Command(bin, "-h").CombinedOutput()
-		if err != nil {
-			t.Errorf("%s -h: %v\n%s", filepath.Base(bin), err, help)
-		}
-		if !strings.Contains(string(help), "(UTS_TOKEN)") {
-			t.Errorf("%s -h does not name UTS_TOKEN:\n%s", filepath.Base(bin), help)
-		}
 	}
 }

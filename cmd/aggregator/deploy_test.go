@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -23,15 +24,16 @@ import (
 // Dockerfile and CI against each other and against the binaries, and run the binaries with
 // the compose file's environment.
 
-// TestComposeServices checks the shape of the deployment: the four services, Redis with the
+// TestComposeServices checks the shape of the deployment: the five services, Redis with the
 // append-only file synced on every write, health checks wherever something waits on a
-// service, named volumes, one network, and only the aggregator's port published.
+// service, named volumes, one network, and only the proxy's port published, so that
+// --scale aggregator=N starts N replicas (TestComposeProxy checks the proxy's wiring).
 func TestComposeServices(t *testing.T) {
 	t.Parallel()
 	c := readCompose(t)
 	services := c.mapAt("services")
-	if got := slices.Sorted(maps.Keys(services)); !slices.Equal(got, []string{"aggregator", "postgres", "publisher", "redis"}) {
-		t.Fatalf("services %v; want aggregator, postgres, publisher, redis", got)
+	if got := slices.Sorted(maps.Keys(services)); !slices.Equal(got, []string{"aggregator", "postgres", "proxy", "publisher", "redis"}) {
+		t.Fatalf("services %v; want aggregator, postgres, proxy, publisher, redis", got)
 	}
 	if img := c.stringAt("services", "postgres", "image"); img != "postgres:16" {
 		t.Errorf("postgres image %q, want postgres:16", img)
@@ -61,8 +63,8 @@ func TestComposeServices(t *testing.T) {
 	if broker := env["UTS_BROKER"]; !strings.HasPrefix(broker, "redis://redis:6379") {
 		t.Errorf("UTS_BROKER %q: want the redis service", broker)
 	}
-	if u := c.environment("publisher")["UTS_URL"]; u != "http://aggregator:8080" {
-		t.Errorf("publisher UTS_URL %q, want http://aggregator:8080", u)
+	if u := c.environment("publisher")["UTS_URL"]; u != "http://proxy:8080" {
+		t.Errorf("publisher UTS_URL %q, want http://proxy:8080: the way in a user takes", u)
 	}
 	if pe := c.environment("publisher"); pe["UTS_EVENTS"] != "20000" || pe["UTS_DUPLICATES"] != "0.3" {
 		t.Errorf("the publisher must send 20000 events with 30%% duplicates: %v", pe)
@@ -71,14 +73,15 @@ func TestComposeServices(t *testing.T) {
 		t.Errorf("publisher restart %q: it runs once", r)
 	}
 
-	// Ports: only the aggregator's, on the port it listens on.
+	// Ports: only the proxy's. A port published by the aggregator would be taken by its
+	// first replica, and every other replica of --scale would fail to start.
 	for name := range services {
 		ports := c.listAt("services", name, "ports")
 		switch {
-		case name == "aggregator" && !slices.Equal(ports, []string{"8080:8080"}):
-			t.Errorf("aggregator ports %v, want [8080:8080]", ports)
-		case name != "aggregator" && c.at("services", name, "ports") != nil:
-			t.Errorf("%s publishes ports %v; only the aggregator should", name, ports)
+		case name == "proxy" && !slices.Equal(ports, []string{"8080:8080"}):
+			t.Errorf("proxy ports %v, want [8080:8080]", ports)
+		case name != "proxy" && c.at("services", name, "ports") != nil:
+			t.Errorf("%s publishes ports %v; only the proxy should", name, ports)
 		}
 	}
 	if _, port, err := net.SplitHostPort(env["UTS_ADDR"]); err != nil || port != "8080" {
@@ -97,7 +100,12 @@ func TestComposeServices(t *testing.T) {
 	} else if u, err := url.Parse(probe[3]); err != nil || u.Port() != "8080" || u.Path != "/readyz" {
 		t.Errorf("aggregator healthcheck URL %q: want /readyz on port 8080", probe[3])
 	}
-	for service, deps := range map[string][]string{"aggregator": {"postgres", "redis"}, "publisher": {"aggregator"}} {
+	// Over TCP: the image's temporary init server listens on the Unix socket only, so a
+	// check through the socket can pass before the real server is up.
+	if pg := strings.Join(c.listAt("services", "postgres", "healthcheck", "test"), " "); !strings.Contains(pg, "pg_isready -h 127.0.0.1") {
+		t.Errorf("postgres healthcheck %q: want pg_isready -h 127.0.0.1 (TCP, not the Unix socket)", pg)
+	}
+	for service, deps := range map[string][]string{"aggregator": {"postgres", "redis"}, "publisher": {"aggregator"}, "proxy": {"aggregator"}} {
 		for _, dep := range deps {
 			if cond := c.stringAt("services", service, "depends_on", dep, "condition"); cond != "service_healthy" {
 				t.Errorf("%s depends_on %s: condition %q, want service_healthy", service, dep, cond)
@@ -301,4 +309,24 @@ func envList(env map[string]string) []string {
 		list = append(list, k+"="+v)
 	}
 	return list
+}
+
+// TestComposeStopWaitsForTheDrain: on SIGTERM the aggregator waits up to the shutdown
+// timeout for the requests in flight, then up to as long again for the consumers to drain.
+// A stop_grace_period shorter than both would SIGKILL it mid-drain.
+func TestComposeStopWaitsForTheDrain(t *testing.T) {
+	t.Parallel()
+	c := readCompose(t)
+	env := c.environment("aggregator")
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("the compose environment: %v", err)
+	}
+	grace, err := time.ParseDuration(c.stringAt("services", "aggregator", "stop_grace_period"))
+	if err != nil {
+		t.Fatalf("aggregator stop_grace_period: %v", err)
+	}
+	if grace < 2*cfg.ShutdownTimeout {
+		t.Errorf("stop_grace_period %v is shorter than the drain it must cover, 2 × the shutdown timeout %v", grace, cfg.ShutdownTimeout)
+	}
 }

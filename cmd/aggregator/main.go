@@ -48,7 +48,7 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return nil // -h printed the flags, as asked: not a failure
+		return nil // -h asked for the usage, which is printed: a success
 	}
 	if err != nil {
 		return err
@@ -74,7 +74,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return time.Time{}, nil
 	}
-	store, err := openStore(ctx, cfg.DB, deliveriesHeld, logger)
+	// PostgreSQL and Redis may still be starting: wait for them, up to -start-timeout.
+	startDeadline := time.Now().Add(cfg.StartTimeout)
+	store, err := openRetrying(ctx, startDeadline, "the store", logger, func(ctx context.Context) (uts.Store, error) {
+		return openStore(ctx, cfg.DB, deliveriesHeld, logger)
+	})
 	if err != nil {
 		return err
 	}
@@ -83,7 +87,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The metrics hear of events where they pass (publish, commit, dead letter) and of
 	// requests around the API, so no other package needs to know Prometheus.
 	meters := metrics.New()
-	broker, err := openBroker(ctx, cfg, meters.DeadLetters(store.DeadLetter), logger)
+	broker, err := openRetrying(ctx, startDeadline, "the broker", logger, func(ctx context.Context) (uts.Broker, error) {
+		return openBroker(ctx, cfg, meters.DeadLetters(store.DeadLetter), logger)
+	})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/uts-events/uts/internal/flagenv"
 	"github.com/uts-events/uts/publisher"
 )
 
@@ -26,10 +27,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Logger = logger
-	if cfg.File == "" && cfg.Seed == 0 {
-		cfg.Seed = publisher.NewSeed()
-		logger.Info("random seed; pass -seed to repeat this run", "seed", cfg.Seed)
-	}
 
 	logger.Info("publishing", "urls", cfg.URLs, "token", masked(cfg.Token), "read_token", masked(cfg.ReadToken),
 		"events", cfg.Events, "duplicates", cfg.Duplicates, "topics", cfg.Topics, "batch", cfg.Batch,
@@ -62,7 +59,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs.IntVar(&cfg.Topics, "topics", cfg.Topics, "number of topics")
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "events per request; 1 sends single event objects")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests in flight")
-	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for reproducible events; 0 picks one and prints it")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for reproducible events: the same seed makes the same events, duplicates of the first run's; 0 picks a random one, so every run's events are new, and prints it")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "events per second over all workers; 0 for no limit")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "stop generating after this long (with -events, whichever comes first)")
 	fs.StringVar(&cfg.File, "file", "", "replay events from this file (NDJSON or a JSON array) instead of generating")
@@ -73,8 +70,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs.DurationVar(&cfg.Retry.BaseDelay, "retry-base", cfg.Retry.BaseDelay, "first backoff ceiling; doubles per attempt")
 	fs.DurationVar(&cfg.Retry.MaxDelay, "retry-max", cfg.Retry.MaxDelay, "largest backoff (a longer Retry-After is still honoured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one HTTP request")
-	// -h names each flag's variable, so that a deployment can be written from it.
-	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
+	fs.DurationVar(&cfg.GiveUpAfter, "give-up-after", cfg.GiveUpAfter, "stop the run once requests have failed this long with no success between (0: never); exits non-zero with what was and was not acknowledged")
+	flagenv.SetUsage(fs, "Sends generated or recorded events to UTS aggregators, at least once.", envName)
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}

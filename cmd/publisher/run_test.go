@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +22,8 @@ type countingAggregator struct {
 	requests int
 	received int
 	keys     map[string]bool
+	// forget makes /publish answer 200 and count nothing, as a broken aggregator would.
+	forget bool
 }
 
 func newCountingAggregator(t *testing.T) (*countingAggregator, string) {
@@ -39,6 +42,11 @@ func newCountingAggregator(t *testing.T) (*countingAggregator, string) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		a.requests++
+		if a.forget {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]int{"received": len(events), "unique": len(events)})
+			return
+		}
 		unique := 0
 		for _, e := range events {
 			if k := e.Topic + "\x00" + e.EventID; !a.keys[k] {
@@ -172,27 +180,87 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestRunHelpIsNotAnError: -h prints every flag with the variable that sets it, and is a
+// success (main exits 0 on a nil error).
 func TestRunHelpIsNotAnError(t *testing.T) {
 	t.Parallel()
 	_, stderr, err := runCommand(t, []string{"-h"}, nil)
 	if err != nil || !strings.Contains(stderr, "-duplicates") {
 		t.Fatalf("err %v, usage %q", err, stderr)
 	}
+	for _, flagName := range []string{"url", "events", "duplicates", "verify", "give-up-after", "retry-base", "json"} {
+		want := "  -" + flagName
+		i := strings.Index(stderr, want)
+		if i < 0 {
+			t.Errorf("-h does not list -%s", flagName)
+			continue
+		}
+		entry, _, _ := strings.Cut(stderr[i+len(want):], "\n  -")
+		if !strings.Contains(entry, "variable: "+envName(flagName)) {
+			t.Errorf("-h does not name %s for -%s:%s", envName(flagName), flagName, entry)
+		}
+	}
 }
 
-func TestRunFailsWhenVerificationFails(t *testing.T) {
+// TestRunGivesUpOnADeadAggregator: nothing listens at -url; the run stops after
+// -give-up-after with a non-nil error (exit 1) that says so, and prints its summary.
+func TestRunGivesUpOnADeadAggregator(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	l.Close()
+	stdout, _, err := runCommand(t, []string{"-url", url, "-events", "100", "-batch", "10", "-retries", "1000",
+		"-retry-base", "1ms", "-retry-max", "10ms"}, map[string]string{"UTS_GIVE_UP_AFTER": "300ms"})
+	if err == nil || !strings.Contains(err.Error(), "gave up: no request succeeded") || !strings.Contains(err.Error(), "-give-up-after 300ms") {
+		t.Fatalf("err %v; want a give-up naming -give-up-after", err)
+	}
+	if !strings.HasPrefix(stdout, "publisher gave up: 0 events") {
+		t.Errorf("summary:\n%s", stdout)
+	}
+}
+
+// TestRunVerifiesEveryRunWithoutASeed: the README's quick start (no -seed) passes -verify
+// however often it is run against the same aggregator: each run makes new ids.
+func TestRunVerifiesEveryRunWithoutASeed(t *testing.T) {
 	t.Parallel()
 	agg, url := newCountingAggregator(t)
-	// The same seed again: every event is already stored, so unique_processed cannot grow.
+	args := []string{"-url", url, "-events", "200", "-duplicates", "0.3", "-batch", "20", "-verify"}
+	for run := range 3 {
+		if stdout, _, err := runCommand(t, args, nil); err != nil || !strings.Contains(stdout, "verify      ok: received +200 (want +200), unique_processed +140 (want +140)") {
+			t.Fatalf("run %d: err %v, stdout:\n%s", run, err, stdout)
+		}
+	}
+	if _, received, unique := agg.counts(); received != 600 || unique != 420 {
+		t.Fatalf("aggregator: %d received, %d unique; want 600, 420", received, unique)
+	}
+}
+
+// TestRunVerifiesARepeatedSeed: the same -seed again sends the same events, all of them
+// duplicates now; -verify then expects what the aggregator answered (no new event), and
+// still fails when the counters do not move as answered.
+func TestRunVerifiesARepeatedSeed(t *testing.T) {
+	t.Parallel()
+	agg, url := newCountingAggregator(t)
 	args := []string{"-url", url, "-events", "40", "-seed", "9", "-verify", "-verify-timeout", "100ms"}
 	if _, _, err := runCommand(t, args, nil); err != nil {
 		t.Fatal(err)
 	}
 	stdout, _, err := runCommand(t, args, nil)
-	if err == nil || !strings.Contains(err.Error(), "unique_processed") || !strings.Contains(stdout, "verify      FAILED") {
-		t.Fatalf("err %v, stdout:\n%s", err, stdout)
+	if err != nil || !strings.Contains(stdout, "verify      ok: received +40 (want +40), unique_processed +0 (want +0)") {
+		t.Fatalf("the same seed again: err %v, stdout:\n%s", err, stdout)
 	}
 	if _, received, unique := agg.counts(); received != 80 || unique != 40 {
 		t.Fatalf("aggregator: %d received, %d unique", received, unique)
+	}
+
+	agg.mu.Lock()
+	agg.forget = true
+	agg.mu.Unlock()
+	stdout, _, err = runCommand(t, []string{"-url", url, "-events", "40", "-verify"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "unique_processed") || !strings.Contains(stdout, "verify      FAILED") {
+		t.Fatalf("an aggregator that counts nothing: err %v, stdout:\n%s", err, stdout)
 	}
 }
