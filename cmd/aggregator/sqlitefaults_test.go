@@ -122,3 +122,47 @@ func TestSQLiteDiskFull(t *testing.T) {
 	})
 	wantExact(t, url, answered+len(refused))
 }
+
+// TestSQLiteReadOnlyAtStart: the file system under the store is read-only when the
+// aggregator starts (a volume mounted ro, a disk the kernel turned read-only). Open fails
+// with "the store is read-only", an outage that -start-timeout waits out: once the file
+// system is writable again the aggregator comes up by itself, with what the file held.
+// (A file system cannot be remounted read-only under a process that has the file open for
+// writing, so the running case rests on the same diagnosis; see sqlite.TestErrorsAreClassified.)
+func TestSQLiteReadOnlyAtStart(t *testing.T) {
+	t.Parallel()
+	dir := mountTmpfs(t, "64m")
+	db := "sqlite:" + filepath.Join(dir, "uts.db")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	url, stop := startRun(t, "-db", db)
+	first := bulkyBatch(0, 10)
+	if a, err := postEvents(ctx, client, url, first); err != nil || a.Status != http.StatusOK {
+		t.Fatalf("publish before the fault: %+v, %v", a, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("clean shutdown: %v", err)
+	}
+
+	remount(t, dir, "ro")
+	writable := make(chan struct{})
+	go func() {
+		defer close(writable)
+		time.Sleep(time.Second) // the aggregator meanwhile finds the store read-only, and waits
+		remount(t, dir, "rw")
+	}()
+	url, stop = startRun(t, "-db", db, "-start-timeout", "30s")
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("clean shutdown: %v", err)
+		}
+	})
+	<-writable
+	second := bulkyBatch(1, 10)
+	if a, err := postEvents(ctx, client, url, second); err != nil || a.Status != http.StatusOK {
+		t.Fatalf("publish once writable: %+v, %v", a, err)
+	}
+	wantExact(t, url, len(first)+len(second))
+}
