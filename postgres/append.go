@@ -210,6 +210,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	outcomes, err := b.outcomes(skipped, stored, redelivered)
 	if slices.Contains(outcomes, uts.OutcomeNew) {
 		s.committed.Notify()
+		s.replicas.committed()
 	}
 	return outcomes, err
 }

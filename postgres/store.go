@@ -78,6 +78,8 @@ type Store struct {
 	// while a timer to wake them again is running, for events a read held back.
 	committed      notify.Broadcaster
 	recheckPending atomic.Bool
+	// replicas carries commits between the processes that share the schema (notify.go).
+	replicas *commitSignal
 	// commitDelay, set by tests only, holds each Append's transaction open that long after
 	// its statement ran: a transaction that drew its sequence numbers early and commits late.
 	commitDelay func() time.Duration
@@ -129,6 +131,10 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(s)
 	}
+	if s.replicas, err = newCommitSignal(ctx, pool, &s.committed, s.log); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	s.pruner = retention.Pruner{Every: pruneEvery, Keep: uts.DeliveryRetention, ChunkRows: pruneChunkRows,
 		Chunks: pruneChunks, Chunk: s.pruneChunk, Hold: s.deliveriesHeld, Log: s.log}
 	s.stopPruning = s.pruner.Start()
@@ -143,8 +149,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Committed returns a channel closed at the next commit of new events; see uts.Store.
-func (s *Store) Committed() <-chan struct{} { return s.committed.Wait() }
+// Committed returns a channel closed at the next commit of new events, by this process or by
+// another on the same schema (through LISTEN/NOTIFY, notify.go); see uts.Store.
+func (s *Store) Committed() <-chan struct{} {
+	s.replicas.startListening()
+	return s.committed.Wait()
+}
 
 // heldBack wakes the readers again soon: a read found committed events it could not hand
 // out yet.
@@ -160,6 +170,7 @@ func (s *Store) heldBack() {
 // Close closes every connection; it waits for the ones in use to be released.
 func (s *Store) Close() error {
 	s.stopPruning()
+	s.replicas.close() // before the pool, which the announcer uses
 	s.pool.Close()
 	return nil
 }
