@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -54,6 +55,12 @@ type envOptions struct {
 	// bodyTimeout and maxBodyMemory are Config's; zero takes its defaults.
 	bodyTimeout   time.Duration
 	maxBodyMemory int64
+	// maxWaiting, streamHeartbeat and streamWriteTimeout set the Config fields of those names.
+	maxWaiting         int
+	streamHeartbeat    time.Duration
+	streamWriteTimeout time.Duration
+	// listener, when set, is the server's listener instead of one on 127.0.0.1:0.
+	listener net.Listener
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -90,12 +97,21 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		ReadTokens:    opts.readTokens,
 		BodyTimeout:   opts.bodyTimeout,
 		MaxBodyMemory: opts.maxBodyMemory,
+		MaxWaiting:    opts.maxWaiting,
+
+		StreamHeartbeat:    opts.streamHeartbeat,
+		StreamWriteTimeout: opts.streamWriteTimeout,
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			fmt.Fprintln(w, "# TYPE uts_up gauge\nuts_up 1")
 		}),
 	}
-	e.server = httptest.NewServer(NewHandler(e.cfg))
+	e.server = httptest.NewUnstartedServer(NewHandler(e.cfg))
+	if opts.listener != nil {
+		e.server.Listener.Close()
+		e.server.Listener = opts.listener
+	}
+	e.server.Start()
 	e.client = &http.Client{
 		Timeout:   60 * time.Second,
 		Transport: &docCheckingTransport{t: t, doc: loadDoc(t), base: e.server.Client().Transport},

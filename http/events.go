@@ -32,7 +32,7 @@ const ndjson = "application/x-ndjson"
 // page at a time with a Link to the next page, or all of them as NDJSON when the client asks
 // for that. With wait= it holds a request that finds no event until a commit brings one,
 // and then always answers with a Link, so that a follower simply follows it.
-func handleEvents(store uts.Store, waiting waitSlots, logger *slog.Logger) http.HandlerFunc {
+func handleEvents(store uts.Store, waiting waitSlots, shutdown <-chan struct{}, logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		params := r.URL.Query()
 		q, err := eventQuery(params)
@@ -65,7 +65,7 @@ func handleEvents(store uts.Store, waiting waitSlots, logger *slog.Logger) http.
 		}
 		page := q
 		page.Limit = q.Limit + 1 // one more tells whether a next page exists
-		events, err := readFeed(r.Context(), store, page, wait)
+		events, err := readFeed(r.Context(), store, page, wait, shutdown)
 		if err != nil {
 			writeError(w, r, logger, fmt.Errorf("list events: %w", cursorError(q, err)))
 			return

@@ -59,8 +59,8 @@ func (s waitSlots) take() (release func(), err error) {
 // readFeed returns the events after q.After. When there are none and wait is positive, it
 // waits until a commit brings some (woken by store.Committed, never by polling) or until
 // wait has passed, and then returns what there is, perhaps nothing. A client that goes away
-// ends the wait too.
-func readFeed(ctx context.Context, store uts.Store, q uts.EventQuery, wait time.Duration) ([]uts.StoredEvent, error) {
+// ends the wait too, and so does the server's shutdown.
+func readFeed(ctx context.Context, store uts.Store, q uts.EventQuery, wait time.Duration, shutdown <-chan struct{}) ([]uts.StoredEvent, error) {
 	var timeout <-chan time.Time
 	for {
 		committed := store.Committed() // taken before reading, so no commit in between is missed
@@ -78,6 +78,8 @@ func readFeed(ctx context.Context, store uts.Store, q uts.EventQuery, wait time.
 		case <-timeout:
 			return events, nil
 		case <-ctx.Done():
+			return events, nil
+		case <-shutdown:
 			return events, nil
 		}
 	}

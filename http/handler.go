@@ -46,6 +46,14 @@ type Config struct {
 	// MaxBodyMemory caps the request-body bytes held at once across all requests; past it
 	// /publish answers 503. Zero means 256 MiB.
 	MaxBodyMemory int64
+	// StreamHeartbeat is how often an idle event stream sends a comment; zero means 15s.
+	StreamHeartbeat time.Duration
+	// StreamWriteTimeout bounds how long one page of an event stream may take to reach its
+	// reader, who is dropped past it; zero means 30s.
+	StreamWriteTimeout time.Duration
+	// Shutdown, when closed, ends the waits and event streams at once, so that they do not
+	// hold a graceful shutdown (http.Server.RegisterOnShutdown can close it).
+	Shutdown <-chan struct{}
 }
 
 // route is one (method, path) the API answers. The table is the single list of routes, so
@@ -79,11 +87,13 @@ func routes(cfg Config) []route {
 	docs := v5emb.New("UTS Event System", "/openapi.json", "/docs/")
 	rts := []route{
 		{"POST", "/publish", publishAuth(handlePublish(cfg.Broker, cfg.Limits, newBodyReader(cfg), cfg.Logger))},
-		{"GET", "/events", readAuth(handleEvents(cfg.Store, waiting, cfg.Logger))},
+		{"GET", "/events", readAuth(handleEvents(cfg.Store, waiting, cfg.Shutdown, cfg.Logger))},
+		{"GET", "/events/stream", readAuth(handleEventStream(cfg.Store, waiting,
+			streamConfig{heartbeat: cfg.StreamHeartbeat, writeWindow: cfg.StreamWriteTimeout, shutdown: cfg.Shutdown}, cfg.Logger))},
 		{"PUT", "/subscriptions/{name}", readAuth(handlePutSubscription(cfg.Store, cfg.Logger))},
 		{"GET", "/subscriptions/{name}", readAuth(handleGetSubscription(cfg.Store, cfg.Logger))},
 		{"DELETE", "/subscriptions/{name}", readAuth(handleDeleteSubscription(cfg.Store, cfg.Logger))},
-		{"GET", "/subscriptions/{name}/events", readAuth(handleSubscriptionEvents(cfg.Store, waiting, cfg.Logger))},
+		{"GET", "/subscriptions/{name}/events", readAuth(handleSubscriptionEvents(cfg.Store, waiting, cfg.Shutdown, cfg.Logger))},
 		{"POST", "/subscriptions/{name}/commit", readAuth(handleCommitSubscription(cfg.Store, cfg.Logger))},
 		{"GET", "/subscriptions", readAuth(handleListSubscriptions(cfg.Store, cfg.Logger))},
 		{"GET", "/stats", readAuth(handleStats(cfg.Store, cfg.Broker, cfg.StartedAt, cfg.Now, cfg.Logger))},
@@ -110,9 +120,10 @@ func routes(cfg Config) []route {
 // listed (the dashboard, the docs, health, metrics) check nothing: browsers and Swagger UI
 // may add parameters of their own.
 var queryParams = map[string][]string{
-	"POST /publish": {"results"},
-	"GET /events":   {"topic", "limit", "offset", "after", "before", "order", "wait"},
-	"GET /stats":    {},
+	"POST /publish":      {"results"},
+	"GET /events":        {"topic", "limit", "offset", "after", "before", "order", "wait"},
+	"GET /events/stream": {"topic", "after"},
+	"GET /stats":         {},
 
 	"PUT /subscriptions/{name}":         {},
 	"GET /subscriptions/{name}":         {},
@@ -153,6 +164,12 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StreamHeartbeat <= 0 {
+		cfg.StreamHeartbeat = defaultHeartbeat
+	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = defaultStreamWriteWindow
 	}
 	if cfg.StartedAt.IsZero() {
 		cfg.StartedAt = cfg.Now()

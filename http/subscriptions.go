@@ -150,7 +150,7 @@ func invalidField(field, message string) error {
 // handleSubscriptionEvents answers the events after the subscription's committed cursor,
 // waiting for some with wait= as GET /events does. Reading commits nothing: the subscriber
 // commits the cursor once it has handled the events, so that each is delivered at least once.
-func handleSubscriptionEvents(store uts.Store, waiting waitSlots, logger *slog.Logger) http.HandlerFunc {
+func handleSubscriptionEvents(store uts.Store, waiting waitSlots, shutdown <-chan struct{}, logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name, err := subscriptionName(r)
 		if err != nil {
@@ -185,7 +185,7 @@ func handleSubscriptionEvents(store uts.Store, waiting waitSlots, logger *slog.L
 			}
 			defer release()
 		}
-		stored, err := readFeed(r.Context(), store, uts.EventQuery{Topics: sub.Topics, After: sub.Cursor, Limit: limit}, wait)
+		stored, err := readFeed(r.Context(), store, uts.EventQuery{Topics: sub.Topics, After: sub.Cursor, Limit: limit}, wait, shutdown)
 		if err != nil {
 			writeError(w, r, logger, fmt.Errorf("read subscription %s: %w", name, err))
 			return

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -117,11 +118,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"duplicate_dropped", stats.DuplicateDropped)...)
 
 	commits := consumer.New(store, logger, consumer.WithObserver(meters))
+	// Closed as the shutdown begins: requests waiting for events answer and event streams
+	// end, instead of holding the shutdown for as long as they would last.
+	shuttingDown := make(chan struct{})
 	server := &nethttp.Server{
 		Handler: meters.Requests(http.NewHandler(http.Config{
 			Store: answers, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
 			Commits: commits.Ready, BodyTimeout: cfg.BodyTimeout, MaxBodyMemory: cfg.MaxBodyMemory,
+			Shutdown: shuttingDown,
 		})),
 		// No ReadTimeout or WriteTimeout: they would cut long-polls and event streams. The
 		// publish handler bounds its body read itself (-body-timeout).
@@ -138,6 +143,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() {
 		consumed <- broker.Consume(consumeCtx, commits.Commit)
 	}()
+
+	server.RegisterOnShutdown(sync.OnceFunc(func() { close(shuttingDown) }))
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
