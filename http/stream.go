@@ -67,6 +67,8 @@ func handleEventStream(store uts.Store, waiting waitSlots, cfg streamConfig, log
 		w.WriteHeader(http.StatusOK)
 
 		rc := http.NewResponseController(w)
+		// The deadline of the last page must not outlive the stream on a connection kept alive.
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 		heartbeat := time.NewTicker(cfg.heartbeat)
 		defer heartbeat.Stop()
 		send := func(write func() error) bool {
