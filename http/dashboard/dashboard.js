@@ -1,6 +1,6 @@
 // The live dashboard. It polls GET /stats every second, derives rates from successive counter
-// readings, and pages GET /events: newest first (order=desc) to the latest and older pages,
-// by the after cursor to newer ones. No framework, nothing fetched from
+// readings, and pages GET /events newest first (order=desc): to older pages by the cursor the
+// Link header names, back to newer ones by the pages it came from. No framework, nothing fetched from
 // elsewhere: the page must work from the binary alone, offline.
 "use strict";
 
@@ -27,9 +27,10 @@
     polls: 0,
     timer: 0,
     polling: false,
-    // The events view: a page of events after the cursor `after`; `next` is the cursor of the
-    // page after it (from the Link header), null on the newest page.
-    view: { topic: "", live: true, after: 0, next: null, events: [], count: 0, loaded: false, generation: 0 },
+    // The events view: a page of events stored before the cursor `before` (null: the newest);
+    // `older` is the cursor of its oldest event (null when none is older), `newer` the
+    // `before` of each page it was reached from, newest first at the bottom.
+    view: { topic: "", live: true, before: null, older: null, newer: [], events: [], count: 0, loaded: false, generation: 0 },
   };
 
   // --- The API ---------------------------------------------------------------------------
@@ -49,41 +50,29 @@
     throw new Error(`${path}: ${message}`);
   }
 
-  // linkCursor reads a cursor parameter of the next page from a Link header.
+  // linkCursor reads a cursor parameter of the next page from a Link header. Cursors are
+  // opaque strings: they are passed back as they came, never computed with.
   function linkCursor(link, name) {
     const m = /<([^>]*)>\s*;\s*rel="next"/.exec(link || "");
     if (!m) return null;
-    const value = new URL(m[1], location.origin).searchParams.get(name);
-    return value === null ? null : Number(value);
+    return new URL(m[1], location.origin).searchParams.get(name);
   }
 
-  // fetchPage is the page of events after the cursor `after`, oldest first.
-  async function fetchPage(topic, after) {
-    const query = new URLSearchParams({ limit: String(PAGE), after: String(after) });
-    if (topic) query.set("topic", topic);
-    const resp = await api("/events?" + query);
-    return { after, events: await resp.json(), next: linkCursor(resp.headers.get("Link"), "after") };
-  }
-
-  // pageBefore is the PAGE events processed before the cursor `before` (the newest ones when
-  // it is null), read newest first with order=desc and shown oldest first. Its own `after` is
-  // just below its oldest event, whose cursor the Link header names; 0 when none is older.
-  async function pageBefore(topic, before, next) {
+  // pageBefore is the PAGE events stored before the cursor `before` (the newest ones when it
+  // is null), read newest first with order=desc and shown oldest first. `older` is the
+  // cursor of its oldest event, which the Link header names when older events remain: the
+  // page before it is the older page.
+  async function pageBefore(topic, before) {
     const query = new URLSearchParams({ order: "desc", limit: String(PAGE) });
-    if (before !== null) query.set("before", String(before));
+    if (before !== null) query.set("before", before);
     if (topic) query.set("topic", topic);
     const resp = await api("/events?" + query);
     const events = (await resp.json()).reverse();
-    const oldest = linkCursor(resp.headers.get("Link"), "before");
-    return { after: oldest === null ? 0 : oldest - 1, events, next };
+    return { before, older: linkCursor(resp.headers.get("Link"), "before"), events };
   }
 
   // newestPage is the last PAGE events.
-  const newestPage = (topic) => pageBefore(topic, null, null);
-
-  // olderPage is the PAGE events up to the cursor `after` of the page shown, whose own first
-  // event follows them: going newer from it comes back to that page.
-  const olderPage = (topic, after) => pageBefore(topic, after + 1, after);
+  const newestPage = (topic) => pageBefore(topic, null);
 
   const eventKey = (e) => e.topic + "\u0000" + e.event_id;
 
@@ -383,7 +372,8 @@
     const v = state.view;
     const before = new Set(v.events.map(eventKey));
     const animate = v.loaded && live;
-    Object.assign(v, { after: page.after, next: page.next, events: page.events, live, loaded: true });
+    Object.assign(v, { before: page.before, older: page.older, events: page.events, live, loaded: true });
+    if (live) v.newer = []; // the pages newer than this one: the way back
     if (count !== undefined) v.count = count;
     const rows = [...page.events].reverse().map((e) => {
       const tr = document.createElement("tr");
@@ -413,8 +403,8 @@
 
   function renderPager() {
     const v = state.view;
-    $("page-older").disabled = v.after === 0 || v.events.length === 0;
-    $("page-newer").disabled = v.next === null;
+    $("page-older").disabled = v.older === null || v.events.length === 0;
+    $("page-newer").disabled = v.newer.length === 0;
     $("page-latest").disabled = v.live;
     setPill("events-mode", v.live ? "live" : "paused", v.live ? "Live" : "Paused");
   }
@@ -593,14 +583,19 @@
       if (tr) filterBy(tr.dataset.topic === state.view.topic ? "" : tr.dataset.topic);
     });
     $("page-latest").addEventListener("click", showLatest);
+    // Paging goes older through each page's oldest cursor, and newer back through the
+    // pages it came from: a cursor is opaque, so the page after one is never computed.
     $("page-older").addEventListener("click", () => {
-      const v = state.view, topic = v.topic;
-      goTo(() => olderPage(topic, v.after), false);
+      const v = state.view, topic = v.topic, older = v.older;
+      if (older === null) return;
+      v.newer.push(v.before);
+      goTo(() => pageBefore(topic, older), false);
     });
     $("page-newer").addEventListener("click", () => {
-      const v = state.view, topic = v.topic, next = v.next;
-      if (next === null) return;
-      goTo(async () => fetchPage(topic, next), false);
+      const v = state.view, topic = v.topic;
+      if (v.newer.length === 0) return;
+      const before = v.newer.pop();
+      goTo(() => pageBefore(topic, before), false);
     });
     new ResizeObserver(drawChart).observe($("chart"));
     document.addEventListener("visibilitychange", () => !document.hidden && pollNow());
