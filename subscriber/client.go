@@ -149,17 +149,45 @@ func (c *Client) Read(ctx context.Context, name string, limit int, wait time.Dur
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}
-	var page Page
-	err := c.doJSON(ctx, http.MethodGet, subscriptionPath(name)+"/events?"+q.Encode(), nil, wait, &page)
+	path := subscriptionPath(name) + "/events?" + q.Encode()
+	data, err := c.do(ctx, http.MethodGet, path, nil, wait)
 	if err != nil {
-		return page, err
+		return Page{}, err
 	}
+	page, err := parsePage(data)
+	if err != nil {
+		return Page{}, fmt.Errorf("%s %s: unreadable answer: %w", http.MethodGet, path, err)
+	}
+	return page, nil
+}
+
+// parsePage takes a read's answer apart without decoding its events: the subscriber writes
+// each as it came, so it only needs where each begins and ends. json.Unmarshal into
+// json.RawMessage values checked and scanned every byte twice, a fifth of the subscriber's
+// CPU; this checks the answer once and splits it with the byte-level walker. The events
+// alias data.
+func parsePage(data []byte) (Page, error) {
+	if !uts.ValidJSON(data) {
+		return Page{}, errors.New("not JSON")
+	}
+	events := uts.JSONObjectMember(data, "events")
+	if events = bytes.TrimSpace(events); len(events) == 0 || events[0] != '[' {
+		return Page{}, errors.New(`no "events" array`)
+	}
+	var page Page
+	if err := json.Unmarshal(uts.JSONObjectMember(data, "cursor"), &page.Cursor); err != nil {
+		return Page{}, fmt.Errorf(`"cursor": %w`, err)
+	}
+	page.Events = uts.JSONArrayElements(events)
 	for i, e := range page.Events {
+		if e[0] != '{' {
+			return Page{}, fmt.Errorf("event %d is not an object", i)
+		}
 		// A line must stay one line; json.Compact only runs on an answer that was indented.
 		if bytes.IndexByte(e, '\n') >= 0 {
 			var b bytes.Buffer
 			if err := json.Compact(&b, e); err != nil {
-				return page, fmt.Errorf("read %s: event %d: %w", name, i, err)
+				return Page{}, fmt.Errorf("event %d: %w", i, err)
 			}
 			page.Events[i] = b.Bytes()
 		}
