@@ -123,16 +123,17 @@ func isDelimiter(c byte) bool {
 // of its time (see validJSON). The functions below need their input checked by it first.
 func ValidJSON(data []byte) bool { return validJSON(data) }
 
-// JSONObjectMember returns the value of the member name of the valid JSON value object, the
-// last one if the key repeats, or nil when there is none or object is not an object. With
-// JSONArrayElements it lets a client take a page of events apart without decoding each one:
-// the subscriber writes each event's JSON as it came.
-func JSONObjectMember(object []byte, name string) json.RawMessage {
+// EachJSONMember calls fn with each member of the valid JSON value object, in order, and
+// reports false when object is not an object. With JSONArrayElements it lets a client take a
+// page of events apart without decoding each one: the subscriber writes each event's JSON as
+// it came.
+func EachJSONMember(object []byte, fn func(key []byte, value json.RawMessage)) bool {
 	object = skipSpace(object)
 	if len(object) == 0 || object[0] != '{' {
-		return nil
+		return false
 	}
-	return objectMember(object, name)
+	eachMember(object, fn)
+	return true
 }
 
 // JSONArrayElements splits the valid JSON value array into its elements, or returns nil when

@@ -2,6 +2,7 @@ package http
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -35,6 +36,7 @@ func appendCursor(b []byte, c uts.Cursor) []byte {
 // appendSubscriptionPage appends a subscription read's answer (subscriptionEvents) and the
 // newline writeJSON ends with: the events with their cursors, and the cursor to commit.
 func appendSubscriptionPage(b []byte, events []uts.StoredEvent, cursor uts.Cursor) []byte {
+	b = growForEvents(b, events)
 	b = append(b, `{"events":[`...)
 	for i, e := range events {
 		if i > 0 {
@@ -50,6 +52,7 @@ func appendSubscriptionPage(b []byte, events []uts.StoredEvent, cursor uts.Curso
 
 // appendEventsPage appends an /events page, a JSON array of stored events, and the newline.
 func appendEventsPage(b []byte, events []uts.StoredEvent) []byte {
+	b = growForEvents(b, events)
 	b = append(b, '[')
 	for i, e := range events {
 		if i > 0 {
@@ -62,11 +65,26 @@ func appendEventsPage(b []byte, events []uts.StoredEvent) []byte {
 
 // appendEventLines appends the events as NDJSON, one line each, as the export writes them.
 func appendEventLines(b []byte, events []uts.StoredEvent) []byte {
+	b = growForEvents(b, events)
 	for _, e := range events {
 		b = e.AppendJSON(b)
 		b = append(b, '\n')
 	}
 	return b
+}
+
+// eventJSONOverhead is an event's JSON beyond its strings and payload: the member names, two
+// timestamps with nanoseconds and an offset, and a cursor.
+const eventJSONOverhead = 200
+
+// growForEvents makes room for the events at once: growing a page of megabytes by doubling
+// copied it over and over, and the pool's buffers do not outlive two collections.
+func growForEvents(b []byte, events []uts.StoredEvent) []byte {
+	n := 16
+	for _, e := range events {
+		n += len(e.Topic) + len(e.EventID) + len(e.Source) + len(e.Payload) + eventJSONOverhead
+	}
+	return slices.Grow(b, n)
 }
 
 // writeJSONBody sends a JSON body built by the append functions, with its length: a client

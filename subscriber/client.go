@@ -170,12 +170,20 @@ func parsePage(data []byte) (Page, error) {
 	if !uts.ValidJSON(data) {
 		return Page{}, errors.New("not JSON")
 	}
-	events := uts.JSONObjectMember(data, "events")
-	if events = bytes.TrimSpace(events); len(events) == 0 || events[0] != '[' {
+	var events, cursor json.RawMessage
+	uts.EachJSONMember(data, func(key []byte, value json.RawMessage) {
+		switch string(key) {
+		case "events":
+			events = value
+		case "cursor":
+			cursor = value
+		}
+	})
+	if len(events) == 0 || events[0] != '[' {
 		return Page{}, errors.New(`no "events" array`)
 	}
 	var page Page
-	if err := json.Unmarshal(uts.JSONObjectMember(data, "cursor"), &page.Cursor); err != nil {
+	if err := json.Unmarshal(cursor, &page.Cursor); err != nil {
 		return Page{}, fmt.Errorf(`"cursor": %w`, err)
 	}
 	page.Events = uts.JSONArrayElements(events)
