@@ -165,6 +165,10 @@ type follower struct {
 	committed uts.Cursor // the cursor the aggregator holds
 	commits   int64
 
+	// answer is the buffer pages are read into, reused: a page is written out before the
+	// next read.
+	answer []byte
+
 	written atomic.Int64 // for the progress line
 	lag     atomic.Int64 // the aggregator's latest word on the lag
 }
@@ -179,7 +183,7 @@ func (f *follower) run(ctx context.Context) error {
 		if f.cfg.ExitIdle {
 			wait = 0
 		}
-		page, err := f.client.Read(ctx, f.cfg.Subscription, limit, wait)
+		page, err := f.client.read(ctx, f.cfg.Subscription, limit, wait, &f.answer)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
