@@ -118,3 +118,30 @@ func skipSpace(data []byte) []byte {
 func isDelimiter(c byte) bool {
 	return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
+
+// ValidJSON reports whether data is one JSON value, exactly as json.Valid does, in a fraction
+// of its time (see validJSON). The functions below need their input checked by it first.
+func ValidJSON(data []byte) bool { return validJSON(data) }
+
+// EachJSONMember calls fn with each member of the valid JSON value object, in order, and
+// reports false when object is not an object. With JSONArrayElements it lets a client take a
+// page of events apart without decoding each one: the subscriber writes each event's JSON as
+// it came.
+func EachJSONMember(object []byte, fn func(key []byte, value json.RawMessage)) bool {
+	object = skipSpace(object)
+	if len(object) == 0 || object[0] != '{' {
+		return false
+	}
+	eachMember(object, fn)
+	return true
+}
+
+// JSONArrayElements splits the valid JSON value array into its elements, or returns nil when
+// it is not an array.
+func JSONArrayElements(array []byte) []json.RawMessage {
+	array = skipSpace(array)
+	if len(array) == 0 || array[0] != '[' {
+		return nil
+	}
+	return arrayElements(array)
+}

@@ -82,7 +82,10 @@ func handleEvents(store uts.Store, waiting waitSlots, shutdown <-chan struct{}, 
 		if events == nil {
 			events = []uts.StoredEvent{} // an empty page is [], never null
 		}
-		writeJSON(w, http.StatusOK, events)
+		buf := getEventBuffer()
+		defer putEventBuffer(buf)
+		*buf = appendEventsPage(*buf, events)
+		writeJSONBody(w, http.StatusOK, *buf)
 	}
 }
 
@@ -185,7 +188,8 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	q.Limit = exportChunk
-	enc := newJSONEncoder(w)
+	buf := getEventBuffer()
+	defer putEventBuffer(buf)
 	started := false
 	for {
 		events, err := store.Events(ctx, q)
@@ -204,10 +208,9 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 			started = true
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(exportWriteWindow))
-		for i := range events {
-			if err := enc.Encode(&events[i]); err != nil {
-				return // the client went away
-			}
+		*buf = appendEventLines((*buf)[:0], events)
+		if _, err := w.Write(*buf); err != nil {
+			return // the client went away
 		}
 		if err := rc.Flush(); err != nil || len(events) < q.Limit {
 			return

@@ -28,6 +28,9 @@ func withLag(sub uts.Subscription) subscriptionJSON {
 	return subscriptionJSON{Subscription: sub, Lag: &sub.Lag}
 }
 
+// subscriptionEvent and subscriptionEvents are the shape of a read's answer, which
+// appendSubscriptionPage writes without reflection (eventjson_test.go holds the two equal).
+
 // subscriptionEvent is an event as /events shows it, with its cursor: committing it says
 // that the subscriber has handled this event and every one before it.
 type subscriptionEvent struct {
@@ -190,12 +193,10 @@ func handleSubscriptionEvents(store uts.Store, waiting waitSlots, shutdown <-cha
 			writeError(w, r, logger, fmt.Errorf("read subscription %s: %w", name, err))
 			return
 		}
-		answer := subscriptionEvents{Events: make([]subscriptionEvent, len(stored)), Cursor: sub.Cursor}
-		for i, e := range stored {
-			answer.Events[i] = subscriptionEvent{StoredEvent: e, Cursor: e.Cursor}
-			answer.Cursor = e.Cursor
-		}
-		writeJSON(w, http.StatusOK, answer)
+		buf := getEventBuffer()
+		defer putEventBuffer(buf)
+		*buf = appendSubscriptionPage(*buf, stored, sub.Cursor)
+		writeJSONBody(w, http.StatusOK, *buf)
 	}
 }
 

@@ -88,3 +88,26 @@ func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time) (int64, e
 
 // Wrap gives err a kind and a client's message as the store does with each of its errors.
 func Wrap(op string, err error) error { return wrap(op, err) }
+
+// ExplainEvents returns the plan of the statement Events runs for q, with sorting made as
+// costly as the planner allows, so that a plan sorts only when no index gives the order.
+func (s *Store) ExplainEvents(ctx context.Context, q uts.EventQuery) (string, error) {
+	query, args, err := eventsStatement(q)
+	if err != nil {
+		return "", err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL enable_sort = off"); err != nil {
+		return "", err
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN "+query, args...)
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return strings.Join(lines, "\n"), err
+}

@@ -57,7 +57,7 @@ func (f *follower) refreshLag(ctx context.Context) {
 		Lag int64 `json:"lag"`
 	}
 	base := f.client.urls[0]
-	data, _, err := f.client.attempt(ctx, "GET", base+subscriptionPath(f.cfg.Subscription), nil, lagEvery)
+	data, _, err := f.client.attempt(ctx, "GET", base+subscriptionPath(f.cfg.Subscription), nil, lagEvery, nil)
 	if err == nil && json.Unmarshal(data, &sub) == nil {
 		f.lag.Store(sub.Lag)
 	}
