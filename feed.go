@@ -37,11 +37,16 @@ func (c Cursor) Compare(o Cursor) int {
 // String is the cursor as clients see it. A cursor with no Tx is its sequence number alone,
 // the form every cursor had before Tx existed, so that those keep working: on PostgreSQL
 // the events stored before then have Tx 0 and sort first, in sequence order.
-func (c Cursor) String() string {
-	if c.Tx == 0 {
-		return strconv.FormatInt(c.Seq, 10)
+func (c Cursor) String() string { return string(c.AppendTo(nil)) }
+
+// AppendTo appends the cursor as String writes it, for encoders that build a page in one
+// buffer.
+func (c Cursor) AppendTo(b []byte) []byte {
+	if c.Tx != 0 {
+		b = strconv.AppendUint(b, c.Tx, 10)
+		b = append(b, '-')
 	}
-	return strconv.FormatUint(c.Tx, 10) + "-" + strconv.FormatInt(c.Seq, 10)
+	return strconv.AppendInt(b, c.Seq, 10)
 }
 
 // ParseCursor reads a cursor written by String. The error, of KindInvalid, says what a

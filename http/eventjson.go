@@ -20,17 +20,8 @@ import (
 func appendEventWithCursor(b []byte, e uts.StoredEvent) []byte {
 	b = e.AppendJSON(b)
 	b = append(b[:len(b)-1], `,"cursor":"`...) // the cursor goes inside the event's object
-	b = appendCursor(b, e.Cursor)
+	b = e.Cursor.AppendTo(b)
 	return append(b, `"}`...)
-}
-
-// appendCursor appends the cursor's String, digits and a dash: nothing to escape.
-func appendCursor(b []byte, c uts.Cursor) []byte {
-	if c.Tx != 0 {
-		b = strconv.AppendUint(b, c.Tx, 10)
-		b = append(b, '-')
-	}
-	return strconv.AppendInt(b, c.Seq, 10)
 }
 
 // appendSubscriptionPage appends a subscription read's answer (subscriptionEvents) and the
@@ -46,7 +37,7 @@ func appendSubscriptionPage(b []byte, events []uts.StoredEvent, cursor uts.Curso
 		cursor = e.Cursor
 	}
 	b = append(b, `],"cursor":"`...)
-	b = appendCursor(b, cursor)
+	b = cursor.AppendTo(b)
 	return append(b, "\"}\n"...)
 }
 

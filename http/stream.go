@@ -1,7 +1,6 @@
 package http
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -125,15 +124,19 @@ func awaitCommit(gone, shutdown, committed <-chan struct{}, ticks <-chan time.Ti
 	}
 }
 
-// writeEvents writes one message per event. json.Marshal writes no raw newline (it escapes
-// those in strings and compacts the payload), so each event is one data line.
+// writeEvents writes one message per event. The event's JSON is what /events gives
+// (StoredEvent.AppendJSON), which holds no raw newline (strings escape theirs, and the
+// payload is compact), so each event is one data line. One event at a time: a stalled
+// reader then holds one message beside the connection's buffer, not a page.
 func writeEvents(w http.ResponseWriter, events []uts.StoredEvent) error {
+	var b []byte
 	for i := range events {
-		data, err := json.Marshal(&events[i])
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "id: %s\nevent: event\ndata: %s\n\n", events[i].Cursor, data); err != nil {
+		b = append(b[:0], "id: "...)
+		b = events[i].Cursor.AppendTo(b)
+		b = append(b, "\nevent: event\ndata: "...)
+		b = events[i].AppendJSON(b)
+		b = append(b, "\n\n"...)
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 	}

@@ -172,6 +172,44 @@ const maxPages = 10_000
 // allEvents reads every stored event of topic ("" for all) in processing order, page by page.
 func allEvents(t *testing.T, s uts.Store, topic string) []uts.StoredEvent {
 	t.Helper()
+	// The feed may hold committed events back for a moment (on PostgreSQL, behind any
+	// transaction in flight on the server, another test's included): read again, woken by
+	// Committed, until it hands out as many as the counters say are stored.
+	deadline := time.After(30 * time.Second)
+	for {
+		committed := s.Committed()
+		want := storedCount(t, s, topic)
+		all := readAll(t, s, topic)
+		if len(all) >= want {
+			return all
+		}
+		select {
+		case <-committed:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("the feed hands out %d events of topic %q, the counters say %d are stored", len(all), topic, want)
+		}
+	}
+}
+
+// storedCount is how many events of topic ("" for all) the counters say are stored.
+func storedCount(t *testing.T, s uts.Store, topic string) int {
+	t.Helper()
+	st := stats(t, s)
+	if topic == "" {
+		return int(st.UniqueProcessed)
+	}
+	for _, ts := range st.Topics {
+		if ts.Topic == topic {
+			return int(ts.Unique)
+		}
+	}
+	return 0
+}
+
+// readAll reads the feed of topic ("" for all) once from the start, page by page.
+func readAll(t *testing.T, s uts.Store, topic string) []uts.StoredEvent {
+	t.Helper()
 	var all []uts.StoredEvent
 	q := uts.EventQuery{Limit: 1000}
 	if topic != "" {
