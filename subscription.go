@@ -70,13 +70,16 @@ type Subscriptions interface {
 }
 
 // CheckSubscriptionName reports, as a KindInvalid error naming the field "name", a name that
-// is not 1 to 128 bytes of letters, digits, '.', '_' and '-': a name is a URL path segment
-// and a metric label, so it needs no escaping in either.
+// is not 1 to 128 bytes of letters, digits, '.', '_' and '-', or is "." or "..": a name is a
+// URL path segment and a metric label, so it needs no escaping in either.
 func CheckSubscriptionName(name string) error {
 	problem := ""
 	switch {
 	case name == "":
 		problem = "must not be empty"
+	case name == "." || name == "..":
+		// Path segments that clients and routers resolve away: no request could reach it.
+		problem = "must not be . or .."
 	case len(name) > maxSubscriptionNameBytes:
 		problem = fmt.Sprintf("must be at most %d bytes, got %d", maxSubscriptionNameBytes, len(name))
 	default:

@@ -91,8 +91,10 @@ func handleEvents(store uts.Store, waiting waitSlots, shutdown <-chan struct{}, 
 
 func eventQuery(params url.Values) (uts.EventQuery, error) {
 	q := uts.EventQuery{Limit: defaultPageLimit}
-	if topic := params.Get("topic"); topic != "" {
-		q.Topics = []string{topic}
+	for _, topic := range params["topic"] { // repeated for several topics, as on the stream
+		if topic != "" {
+			q.Topics = append(q.Topics, topic)
+		}
 	}
 	if raw := params.Get("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)

@@ -213,3 +213,21 @@ func TestEventsNDJSONExport(t *testing.T) {
 		t.Errorf("empty export = %q, want nothing", empty.body)
 	}
 }
+
+// TestEventsOfSeveralTopics: topic= repeated reads the feed of every topic named, as the
+// event stream does, through every page; it used to read the first topic only, silently.
+func TestEventsOfSeveralTopics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	mustStatus(t, e.publish(mustJSON(t, events("a", 0, 3))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("b", 0, 2))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("c", 0, 2))), http.StatusOK)
+	all, _ := walkPages(t, e, "/events?topic=b&topic=a&limit=2")
+	var got []string
+	for _, ev := range all {
+		got = append(got, ev.EventID)
+	}
+	if want := "a-0 a-1 a-2 b-0 b-1"; strings.Join(got, " ") != want {
+		t.Errorf("/events?topic=b&topic=a read %q, want %q", got, want)
+	}
+}

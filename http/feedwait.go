@@ -61,10 +61,18 @@ func (s waitSlots) take() (release func(), err error) {
 // wait has passed, and then returns what there is, perhaps nothing. A client that goes away
 // ends the wait too, and so does the server's shutdown.
 func readFeed(ctx context.Context, store uts.Store, q uts.EventQuery, wait time.Duration, shutdown <-chan struct{}) ([]uts.StoredEvent, error) {
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = untilShutdown(ctx, shutdown)
+		defer cancel()
+	}
 	var timeout <-chan time.Time
 	for {
 		committed := store.Committed() // taken before reading, so no commit in between is missed
 		events, err := store.Events(ctx, q)
+		if err != nil && isClosed(shutdown) {
+			return nil, nil // a read cut by the shutdown ends the wait as the shutdown does
+		}
 		if err != nil || len(events) > 0 || wait <= 0 {
 			return events, err
 		}
@@ -82,5 +90,31 @@ func readFeed(ctx context.Context, store uts.Store, q uts.EventQuery, wait time.
 		case <-shutdown:
 			return events, nil
 		}
+	}
+}
+
+// untilShutdown is ctx, also cancelled when shutdown closes: a read of a stalled store must
+// not hold a wait or a stream, and so the server's shutdown, for as long as the stall lasts.
+func untilShutdown(ctx context.Context, shutdown <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if shutdown != nil {
+		go func() {
+			select {
+			case <-shutdown:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
+}
+
+// isClosed reports whether ch is closed; a nil ch never is.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

@@ -39,7 +39,8 @@ type streamConfig struct {
 // stream holds a waiting slot for its whole life.
 func handleEventStream(store uts.Store, waiting waitSlots, cfg streamConfig, logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx, cancel := untilShutdown(r.Context(), cfg.shutdown)
+		defer cancel()
 		q, err := streamQuery(r)
 		if err != nil {
 			writeError(w, r, logger, err)

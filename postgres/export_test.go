@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -92,7 +93,7 @@ func Wrap(op string, err error) error { return wrap(op, err) }
 // ExplainEvents returns the plan of the statement Events runs for q, with sorting made as
 // costly as the planner allows, so that a plan sorts only when no index gives the order.
 func (s *Store) ExplainEvents(ctx context.Context, q uts.EventQuery) (string, error) {
-	query, args, err := eventsStatement(q)
+	query, args, err := eventsStatement(q, math.MaxInt64)
 	if err != nil {
 		return "", err
 	}

@@ -37,7 +37,10 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 	if q.Limit <= 0 {
 		return []uts.StoredEvent{}, nil
 	}
-	query, args, err := eventsStatement(q)
+	if q.Newest {
+		return s.newestEvents(ctx, q)
+	}
+	query, args, err := eventsStatement(q, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -76,13 +79,71 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 // wrong.
 const settleWithin = 250 * time.Millisecond
 
+// newestEvents returns a page newest first. Its cursors are places to follow the feed from
+// (a reader that starts at the latest event takes the first one), so it hands out no event
+// at or above the oldest transaction in flight either: one that committed above a
+// transaction still in flight would put the latter's events behind that cursor, where the
+// reader following it never finds them. As Events does, it waits a little for the
+// transactions that hold committed events back, and then pages below the horizon they leave.
+func (s *Store) newestEvents(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent, error) {
+	query, args, err := eventsStatement(q, 0)
+	if err != nil {
+		return nil, err
+	}
+	horizon, err := s.newestHorizon(ctx, args[0], args[1], q.Topics)
+	if err != nil {
+		return nil, err
+	}
+	args[len(args)-1] = strconv.FormatUint(horizon, 10)
+	events, _, err := s.readEvents(ctx, query, args)
+	return events, err
+}
+
+// newestHorizon is the transaction id below which a newest-first page before (tx, seq) may
+// hand out events: the oldest transaction in flight, once those that held back committed
+// events of the page's range at the first look have ended, or settleWithin has passed.
+func (s *Store) newestHorizon(ctx context.Context, tx, seq any, topics []string) (uint64, error) {
+	where, args := `(xid, seq) < ($1::text::xid8, $2)`, []any{tx, seq}
+	switch len(topics) {
+	case 0:
+	case 1:
+		where, args = `topic = $3 AND `+where, append(args, topics[0])
+	default:
+		where, args = `topic = ANY($3::text[]) AND `+where, append(args, topics)
+	}
+	// The horizon and the newest committed event it holds back, from one snapshot.
+	query := `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+		(SELECT max(xid)::text::bigint FROM events WHERE ` + where + ` AND xid >= pg_snapshot_xmin(pg_current_snapshot()))`
+	pause, deadline := time.Millisecond, time.Now().Add(settleWithin)
+	var target *int64
+	for {
+		var horizon int64
+		var held *int64
+		if err := s.pool.QueryRow(ctx, query, args...).Scan(&horizon, &held); err != nil {
+			return 0, wrap("list events", err)
+		}
+		if target == nil {
+			target = held
+		}
+		if target == nil || horizon > *target || time.Now().After(deadline) {
+			return uint64(horizon), nil
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return 0, wrap("list events", ctx.Err())
+		}
+		pause = min(2*pause, 8*time.Millisecond)
+	}
+}
+
 // eventsStatement is the query for q and its arguments. The last column says whether the row
 // may be handed out: readable rows come first in (xid, seq) order, the rest are held back.
-func eventsStatement(q uts.EventQuery) (string, []any, error) {
+// Newest first, only rows below horizon are read, all of them readable.
+func eventsStatement(q uts.EventQuery, horizon uint64) (string, []any, error) {
 	from, order, cursor := `(xid, seq) > ($1::text::xid8, $2)`, `xid, seq`, q.After
 	ready := `xid < pg_snapshot_xmin(pg_current_snapshot())`
 	if q.Newest {
-		// Newest first is for people looking at the latest events; nothing is held back.
 		from, order, cursor, ready = `(xid, seq) < ($1::text::xid8, $2)`, `xid DESC, seq DESC`, q.Before, `true`
 		if cursor.IsZero() {
 			cursor = uts.Cursor{Tx: math.MaxInt64, Seq: math.MaxInt64}
@@ -101,6 +162,10 @@ func eventsStatement(q uts.EventQuery) (string, []any, error) {
 		where, args = `topic = $5 AND `+from, append(args, q.Topics[0])
 	default:
 		where, args = `topic = ANY($5::text[]) AND `+from, append(args, q.Topics)
+	}
+	if q.Newest {
+		args = append(args, strconv.FormatUint(horizon, 10))
+		where += ` AND xid < $` + strconv.Itoa(len(args)) + `::text::xid8`
 	}
 	// With an offset, rows held back may be among those skipped: the page then starts later
 	// than it would once they are readable, one way in which an offset is unstable.

@@ -1,9 +1,12 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,5 +187,62 @@ func testForeignCursor(t *testing.T, newStore NewStore) {
 	_, err = s.Events(t.Context(), uts.EventQuery{After: foreign, Limit: 10})
 	if uts.KindOf(err) != uts.KindInvalid {
 		t.Fatalf("Events(after %s) = %v, want an error of KindInvalid", foreign, err)
+	}
+}
+
+// testNewestCursorNeverSkips: the cursor of a newest-first page is a place to follow the feed
+// from, as a reader that starts at the latest event does. An event whose transaction was in
+// flight when the page was read must come after that cursor, not behind it.
+func testNewestCursorNeverSkips(t *testing.T, newStore NewStore) {
+	var appends atomic.Int32
+	s := open(t, newStore(t, func() time.Duration {
+		if appends.Add(1) == 1 {
+			return 700 * time.Millisecond // the first append stays in flight
+		}
+		return 0
+	}))
+	slow, fast := newEvent("newest", "slow"), newEvent("newest", "fast")
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.WithoutCancel(t.Context()), []uts.Event{slow})
+		done <- err
+	}()
+	for appends.Load() == 0 { // until the slow append has run its statement
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	appendOK(t, s, fast)
+	// The newest-first page: the events at and before its first cursor; the feed after
+	// that cursor must hold every other one.
+	newest, err := s.Events(t.Context(), uts.EventQuery{Newest: true, Limit: 10})
+	if err != nil {
+		t.Fatalf("Events(newest): %v", err)
+	}
+	var from uts.Cursor
+	var seen []string
+	if len(newest) > 0 {
+		from = newest[0].Cursor
+	}
+	for _, e := range newest {
+		seen = append(seen, e.EventID)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("slow Append: %v", err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); len(seen) < 2 && time.Now().Before(deadline); {
+		events, err := s.Events(t.Context(), uts.EventQuery{After: from, Limit: 10})
+		if err != nil {
+			t.Fatalf("Events(after %s): %v", from, err)
+		}
+		for _, e := range events {
+			seen = append(seen, e.EventID)
+			from = e.Cursor
+		}
+		if len(events) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !slices.Contains(seen, "slow") {
+		t.Errorf("the newest-first page and the feed after its first cursor %s hold %q: the event in flight was skipped", from, seen)
 	}
 }

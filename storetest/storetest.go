@@ -81,6 +81,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"FeedOfTopics", testFeedOfTopics},
 		{"CommittedWakesReaders", testCommittedWakesReaders},
 		{"ForeignCursor", testForeignCursor},
+		{"NewestCursorNeverSkips", testNewestCursorNeverSkips},
 	}
 	for _, tt := range feedTests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,10 @@
 package subscriber
 
 import (
-	"context"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/uts-events/uts/internal/backoff"
 )
 
 // RetryPolicy bounds how a request is repeated: exponential backoff with full jitter, so that
@@ -36,48 +34,13 @@ func (p RetryPolicy) validate() error {
 	return nil
 }
 
-// delay is the wait after attempt number attempt (from 1). A server's Retry-After wins over a
-// shorter draw: it knows when it expects to have room.
+// delay is the wait after attempt number attempt (from 1); see backoff.Delay.
 func (p RetryPolicy) delay(attempt int, retryAfter time.Duration) time.Duration {
-	ceiling := p.BaseDelay
-	for i := 1; i < attempt && ceiling < p.MaxDelay; i++ {
-		ceiling *= 2
-	}
-	ceiling = min(ceiling, p.MaxDelay)
-	d := time.Duration(rand.Int64N(int64(ceiling) + 1))
-	return max(d, retryAfter)
+	return backoff.Delay(p.BaseDelay, p.MaxDelay, attempt, retryAfter)
 }
 
-// retryable reports whether a status means "try again": the server could not answer now.
-// Every other 4xx means the request itself is wrong, and repeating it cannot help.
-func retryable(status int) bool {
-	return status >= 500 || status == http.StatusTooManyRequests
-}
-
-// parseRetryAfter reads Retry-After as seconds or as an HTTP date; 0 when absent or unusable.
-func parseRetryAfter(value string, now time.Time) time.Duration {
-	if value == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(value); err == nil {
-		return time.Duration(max(s, 0)) * time.Second
-	}
-	if t, err := http.ParseTime(value); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+var (
+	retryable       = backoff.Retryable
+	parseRetryAfter = backoff.ParseRetryAfter
+	sleepContext    = backoff.Sleep
+)
