@@ -187,7 +187,11 @@ func shutdownServer(server *nethttp.Server, timeout time.Duration, logger *slog.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := server.Shutdown(ctx); err != nil {
-		logger.Warn("shutdown did not finish cleanly", "error", err)
+		// A request still running past the timeout is stuck, most likely in a stalled store:
+		// closing its connection ends its context, which cancels its query, so that it lets
+		// go of the store, which is closed next.
+		logger.Warn("shutdown did not finish in time; closing the connections still open", "error", err)
+		_ = server.Close()
 	}
 }
 

@@ -202,3 +202,36 @@ func TestStalledPostgresWithRedis(t *testing.T) {
 		t.Errorf("%d entries dead-lettered (%v); a stall must not dead-letter", n, err)
 	}
 }
+
+// TestShutdownWithAReadStuckInAStalledStore: a plain GET /events waits on a table that another
+// session holds locked, with no statement_timeout to end it. A shutdown must still finish: past
+// -shutdown-timeout the server closes the connection, which cancels the read's query, and the
+// store can close.
+func TestShutdownWithAReadStuckInAStalledStore(t *testing.T) {
+	t.Parallel()
+	db := testenv.PostgresSchema(t)
+	url, stop := startRun(t, "-db", db, "-shutdown-timeout", "1s")
+	release := testenv.LockTable(t, db, "events", "ACCESS EXCLUSIVE")
+	defer release()
+
+	read := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(url + "/events")
+		if err == nil {
+			resp.Body.Close()
+		}
+		read <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the read is now waiting for the lock
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the shutdown did not finish within 15 s while a read waited on the locked table")
+	}
+	<-read // answered or cut: either way it ended
+}
