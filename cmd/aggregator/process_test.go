@@ -183,6 +183,26 @@ type storedKey struct{ Topic, EventID string }
 // number of times it was listed.
 func allEvents(t *testing.T, base string) map[storedKey]int {
 	t.Helper()
+	// On PostgreSQL the feed may hold committed events back for a moment, behind any
+	// transaction in flight on the server (another test's included): read again until it
+	// hands out as many as /stats says are stored.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		stats, err := readStats(context.Background(), base)
+		if err != nil {
+			t.Fatalf("read /stats: %v", err)
+		}
+		seen := readEventsOnce(t, base)
+		if int64(len(seen)) >= stats.UniqueProcessed || time.Now().After(deadline) {
+			return seen
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readEventsOnce reads every stored event once, following the Link headers.
+func readEventsOnce(t *testing.T, base string) map[storedKey]int {
+	t.Helper()
 	seen := map[storedKey]int{}
 	next := base + "/events?limit=10000"
 	for pages := 0; next != "" && pages < 1000; pages++ {
