@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/uts-events/uts/internal/flagenv"
 	"github.com/uts-events/uts/publisher"
@@ -28,10 +26,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Logger = logger
 
-	logger.Info("publishing", "urls", cfg.URLs, "token", masked(cfg.Token), "read_token", masked(cfg.ReadToken),
+	logger.Info("publishing", "urls", cfg.URLs, "token", flagenv.Masked(cfg.Token), "read_token", flagenv.Masked(cfg.ReadToken),
 		"events", cfg.Events, "duplicates", cfg.Duplicates, "topics", cfg.Topics, "batch", cfg.Batch,
 		"concurrency", cfg.Concurrency, "rate", cfg.Rate, "duration", cfg.Duration, "file", cfg.File, "verify", cfg.Verify)
-	summary, runErr := publisher.Run(ctx, cfg, progressWriter(stderr))
+	summary, runErr := publisher.Run(ctx, cfg, flagenv.Terminal(stderr))
 	if summary.Source == "" { // the run never started
 		return runErr
 	}
@@ -47,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (publisher.Config, bool, error) {
 	cfg := publisher.DefaultConfig()
-	var urls urlList
+	var urls flagenv.List
 	var asJSON bool
 	fs := flag.NewFlagSet("publisher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -71,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs.DurationVar(&cfg.Retry.MaxDelay, "retry-max", cfg.Retry.MaxDelay, "largest backoff (a longer Retry-After is still honoured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one HTTP request")
 	fs.DurationVar(&cfg.GiveUpAfter, "give-up-after", cfg.GiveUpAfter, "stop the run once requests have failed this long with no success between (0: never); exits non-zero with what was and was not acknowledged")
-	flagenv.SetUsage(fs, "Sends generated or recorded events to UTS aggregators, at least once.", envName)
+	flagenv.SetUsage(fs, "Sends generated or recorded events to UTS aggregators, at least once.", flagenv.Variable)
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}
@@ -82,7 +80,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
+		name := flagenv.Variable(f.Name)
 		if v := getenv(name); v != "" && !given[f.Name] {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", name, err))
@@ -100,44 +98,4 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (p
 		cfg.Events = 0 // replay the whole file unless told otherwise
 	}
 	return cfg, asJSON, cfg.Validate()
-}
-
-func masked(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return "***"
-}
-
-func envName(flagName string) string {
-	return "UTS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// urlList collects -url flags; a comma-separated value counts as several, which is how the
-// environment twin UTS_URL names more than one.
-type urlList []string
-
-func (l *urlList) String() string { return strings.Join(*l, ",") }
-
-func (l *urlList) Set(v string) error {
-	for _, u := range strings.Split(v, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			*l = append(*l, u)
-		}
-	}
-	return nil
-}
-
-// progressWriter returns stderr when it is a terminal, so that CI logs and pipes never fill
-// with redrawn status lines.
-func progressWriter(stderr io.Writer) io.Writer {
-	f, ok := stderr.(*os.File)
-	if !ok {
-		return nil
-	}
-	info, err := f.Stat()
-	if err != nil || info.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	return f
 }

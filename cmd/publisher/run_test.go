@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uts-events/uts/internal/flagenv"
 	"github.com/uts-events/uts/publisher"
 )
 
@@ -196,8 +197,8 @@ func TestRunHelpIsNotAnError(t *testing.T) {
 			continue
 		}
 		entry, _, _ := strings.Cut(stderr[i+len(want):], "\n  -")
-		if !strings.Contains(entry, "variable: "+envName(flagName)) {
-			t.Errorf("-h does not name %s for -%s:%s", envName(flagName), flagName, entry)
+		if !strings.Contains(entry, "variable: "+flagenv.Variable(flagName)) {
+			t.Errorf("-h does not name %s for -%s:%s", flagenv.Variable(flagName), flagName, entry)
 		}
 	}
 }

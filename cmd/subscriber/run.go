@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/flagenv"
 	"github.com/uts-events/uts/subscriber"
 )
 
@@ -28,10 +27,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = logger
-	logger.Info("subscriber starting", "urls", cfg.URLs, "token", masked(cfg.Token), "subscription", cfg.Subscription,
+	logger.Info("subscriber starting", "urls", cfg.URLs, "token", flagenv.Masked(cfg.Token), "subscription", cfg.Subscription,
 		"topics", cfg.Topics, "from", cfg.From, "out", cfg.Out, "commit_every", cfg.CommitEvery,
 		"limit", cfg.Limit, "wait", cfg.Wait, "exit_idle", cfg.ExitIdle)
-	summary, err := subscriber.Follow(ctx, cfg, stdout, progressWriter(stderr))
+	summary, err := subscriber.Follow(ctx, cfg, stdout, flagenv.Terminal(stderr))
 	logger.Info("subscriber stopped", "events", summary.Events, "commits", summary.Commits, "cursor", summary.Cursor,
 		"resumed_from", summary.Resumed, "retries", summary.Retries,
 		"elapsed", summary.Elapsed.Round(1e6), "events_per_second", int64(summary.EventsPerSecond))
@@ -40,7 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (subscriber.Config, slog.Level, error) {
 	cfg := subscriber.DefaultConfig()
-	var urls, topics listFlag
+	var urls, topics flagenv.List
 	from := string(cfg.From)
 	var level slog.Level
 	fs := flag.NewFlagSet("subscriber", flag.ContinueOnError)
@@ -69,7 +68,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
+		name := flagenv.Variable(f.Name)
 		if v := getenv(name); v != "" && !given[f.Name] {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", name, err))
@@ -85,44 +84,4 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	cfg.Topics = topics
 	cfg.From = uts.SubscriptionStart(from)
 	return cfg, level, cfg.Validate()
-}
-
-func masked(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return "***"
-}
-
-func envName(flagName string) string {
-	return "UTS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// listFlag collects a repeatable flag; a comma-separated value counts as several, which is
-// how an environment twin names more than one.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-
-func (l *listFlag) Set(v string) error {
-	for _, part := range strings.Split(v, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			*l = append(*l, part)
-		}
-	}
-	return nil
-}
-
-// progressWriter returns stderr when it is a terminal, so that CI logs and pipes never fill
-// with redrawn status lines.
-func progressWriter(stderr io.Writer) io.Writer {
-	f, ok := stderr.(*os.File)
-	if !ok {
-		return nil
-	}
-	info, err := f.Stat()
-	if err != nil || info.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	return f
 }
