@@ -4,6 +4,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -31,6 +32,14 @@ type Observer interface {
 // Option configures a Consumer.
 type Option func(*Consumer)
 
+// WithCommitTimeout bounds each commit: a store that stalls (a table locked, a disk that
+// hangs) answers "the store timed out" after d, an outage the brokers retry and the API
+// answers 503, instead of holding the batch and its publishers for as long as the stall.
+// Zero leaves commits unbounded.
+func WithCommitTimeout(d time.Duration) Option {
+	return func(c *Consumer) { c.commitTimeout = d }
+}
+
 // WithObserver has o told of every committed batch.
 func WithObserver(o Observer) Option {
 	return func(c *Consumer) { c.observer = o }
@@ -44,6 +53,8 @@ type Consumer struct {
 	dupLines  *lineBudget
 	confLines *lineBudget
 	health    health
+	// commitTimeout bounds one Append; see WithCommitTimeout.
+	commitTimeout time.Duration
 }
 
 // New returns a consumer on store. A nil logger logs nothing.
@@ -92,11 +103,23 @@ func (c *Consumer) append(ctx context.Context, events []uts.Event) ([]uts.Outcom
 	if len(events) == 0 {
 		return c.store.Append(ctx, events)
 	}
+	if c.commitTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.commitTimeout, errCommitTimedOut)
+		defer cancel()
+	}
 	c.health.begin()
 	outcomes, err := c.store.Append(ctx, events)
+	if err != nil && errors.Is(context.Cause(ctx), errCommitTimedOut) {
+		// Whatever the store made of its cancelled statement, this is a stall, not a bad batch.
+		err = uts.Unavailable("the store timed out", fmt.Errorf("%w: %w", errCommitTimedOut, err))
+	}
 	c.health.end(err)
 	return outcomes, err
 }
+
+// errCommitTimedOut is the cause of a commit's context that WithCommitTimeout ended.
+var errCommitTimedOut = errors.New("the commit took longer than the commit timeout")
 
 // logDropped logs dropped events, duplicates at DEBUG (retries are normal) and conflicts at
 // WARN with the stored and the incoming content hash (a producer reused an id for other

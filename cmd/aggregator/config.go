@@ -38,6 +38,7 @@ type config struct {
 	IdleTimeout     time.Duration // longest an idle keep-alive connection stays open
 	MaxBodyMemory   int64         // request-body bytes held at once across all requests
 	StartTimeout    time.Duration // how long to retry reaching PostgreSQL and Redis at start
+	CommitTimeout   time.Duration // longest one commit to the store may take
 	Probe           string        // a URL to check instead of serving; see probe
 }
 
@@ -101,6 +102,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("shutdown-timeout", "UTS_SHUTDOWN_TIMEOUT")
 	fs.DurationVar(&c.StartTimeout, "start-timeout", 60*time.Second, "how long to keep retrying, with backoff, a PostgreSQL or Redis that is unreachable at start (0: fail at once)")
 	bind("start-timeout", "UTS_START_TIMEOUT")
+	fs.DurationVar(&c.CommitTimeout, "commit-timeout", 30*time.Second, "longest one commit to the store may take before it is abandoned as a stall: 503 in-process, retried in Redis mode (0: no limit)")
+	bind("commit-timeout", "UTS_COMMIT_TIMEOUT")
 	// No UTS_PROBE: a variable set in a container's environment would turn every start into
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
@@ -169,6 +172,9 @@ func (c config) validate() error {
 	}
 	if c.StartTimeout < 0 {
 		errs = append(errs, fmt.Errorf("-start-timeout must not be negative"))
+	}
+	if c.CommitTimeout < 0 {
+		errs = append(errs, fmt.Errorf("-commit-timeout must not be negative"))
 	}
 	if _, _, err := storeKind(c.DB); err != nil {
 		errs = append(errs, err)

@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"received", stats.Received, "unique_processed", stats.UniqueProcessed,
 		"duplicate_dropped", stats.DuplicateDropped)...)
 
-	commits := consumer.New(store, logger, consumer.WithObserver(meters))
+	commits := consumer.New(store, logger, consumer.WithObserver(meters), consumer.WithCommitTimeout(cfg.CommitTimeout))
 	// Closed as the shutdown begins: requests waiting for events answer and event streams
 	// end, instead of holding the shutdown for as long as they would last.
 	shuttingDown := make(chan struct{})

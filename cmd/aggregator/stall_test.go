@@ -235,3 +235,47 @@ func TestShutdownWithAReadStuckInAStalledStore(t *testing.T) {
 	}
 	<-read // answered or cut: either way it ended
 }
+
+// TestCommitTimeoutBoundsAStall: with no statement_timeout on the database, a locked table
+// would hold every publish for as long as the lock. -commit-timeout answers them 503 "the
+// store timed out" instead, and once the lock is gone the same batch is stored once.
+func TestCommitTimeoutBoundsAStall(t *testing.T) {
+	t.Parallel()
+	db := testenv.PostgresSchema(t)
+	url, stop := startRun(t, "-db", db, "-commit-timeout", "500ms")
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("clean shutdown: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	release := testenv.LockTable(t, db, "events", "SHARE")
+	batch := stallBatch(0, 20, nil)
+	started := time.Now()
+	a, err := postEvents(ctx, client, url, batch)
+	if err != nil {
+		release()
+		t.Fatalf("publish during the stall: %v", err)
+	}
+	took := time.Since(started)
+	release()
+	if a.Status != http.StatusServiceUnavailable || a.RetryAfter == "" || !strings.Contains(a.Error, "the store timed out") {
+		t.Fatalf("publish during the stall: %d (Retry-After %q) %q after %v; want 503 with Retry-After, the store timed out", a.Status, a.RetryAfter, a.Error, took)
+	}
+	t.Logf("the stalled publish was answered after %v", took)
+
+	eventually(t, "the batch to be stored once the lock is gone", 10*time.Second, func() error {
+		a, err := postEvents(ctx, client, url, batch)
+		if err == nil && a.Status != http.StatusOK {
+			err = fmt.Errorf("%d: %s", a.Status, a.Error)
+		}
+		return err
+	})
+	s := waitDrained(t, url)
+	if s.UniqueProcessed != int64(len(batch)) || s.Received != s.UniqueProcessed+s.DuplicateDropped {
+		t.Errorf("stats %+v; want %d unique, and received = unique + duplicates", s, len(batch))
+	}
+}
