@@ -108,6 +108,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("reading the counters: %w", err)
 	}
 
+	if cfg.Pprof != "" {
+		stopProfiling, err := servePprof(cfg.Pprof, logger)
+		if err != nil {
+			return err
+		}
+		defer stopProfiling()
+	}
+
 	listener, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
