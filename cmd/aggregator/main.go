@@ -108,18 +108,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("reading the counters: %w", err)
 	}
 
+	listener, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
 	if cfg.Pprof != "" {
 		stopProfiling, err := servePprof(cfg.Pprof, logger)
 		if err != nil {
+			listener.Close()
 			return err
 		}
 		defer stopProfiling()
 	}
 
-	listener, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
-	}
 	logger.Info("aggregator started", append(cfg.logAttrs(),
 		"listening", listener.Addr().String(),
 		"received", stats.Received, "unique_processed", stats.UniqueProcessed,
