@@ -87,8 +87,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// cache_size=-65536 gives the writer 64 MiB of page cache instead of SQLite's 2 MiB: past
 	// a few MiB of events, the unique index's pages that duplicates look up and the
 	// B-trees' right edges no longer fit, and every Append re-read them from the file (a
-	// pread each, 10% of its CPU). Measured end to end in batches: 47-48k events/s before,
-	// 57-67k after, in the same run (docs/benchmarks.md, issue #11).
+	// pread each, 10% of its CPU). Batches end to end, alternated A/B: ×1.02 – 1.10 events/s
+	// and 9 – 16% less aggregator CPU per event (docs/benchmarks.md, issue #11).
 	//
 	// temp_store=memory keeps the statement journal of a multi-row INSERT off the disk: it
 	// only serves to undo a failed statement, and writing it to a temp file cost 10% of an
