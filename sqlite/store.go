@@ -88,7 +88,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// a few MiB of events, the unique index's pages that duplicates look up and the
 	// B-trees' right edges no longer fit, and every Append re-read them from the file (a
 	// pread each, 10% of its CPU). Batches end to end, alternated A/B: ×1.02 – 1.10 events/s
-	// and 9 – 16% less aggregator CPU per event (docs/benchmarks.md, issue #11).
+	// and 9 – 16% less aggregator CPU per event (docs/benchmarks.md, issue #11). The cache
+	// lives in the WebAssembly module's memory, which ncruces maps outside the Go heap (so
+	// outside the soft memory limit) and caps at 256 MiB a connection on 64-bit builds: it
+	// grows the resident size by up to 64 MiB as the file grows.
 	//
 	// temp_store=memory keeps the statement journal of a multi-row INSERT off the disk: it
 	// only serves to undo a failed statement, and writing it to a temp file cost 10% of an
