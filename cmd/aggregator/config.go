@@ -40,6 +40,7 @@ type config struct {
 	StartTimeout    time.Duration // how long to retry reaching PostgreSQL and Redis at start
 	CommitTimeout   time.Duration // longest one commit to the store may take
 	Probe           string        // a URL to check instead of serving; see probe
+	Pprof           string        // a loopback address serving net/http/pprof; "" for none
 }
 
 // parseConfig reads flags from args and, for each flag not given, its UTS_* twin from getenv.
@@ -104,6 +105,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("start-timeout", "UTS_START_TIMEOUT")
 	fs.DurationVar(&c.CommitTimeout, "commit-timeout", 30*time.Second, "longest one commit to the store may take before it is abandoned as a stall: 503 in-process, retried in Redis mode (0: no limit)")
 	bind("commit-timeout", "UTS_COMMIT_TIMEOUT")
+	fs.StringVar(&c.Pprof, "pprof", "", "serve net/http/pprof on this loopback address (127.0.0.1:PORT), apart from the API; empty for none")
+	bind("pprof", "UTS_PPROF")
 	// No UTS_PROBE: a variable set in a container's environment would turn every start into
 	// a probe, and the server would never run.
 	fs.StringVar(&c.Probe, "probe", "", "instead of serving, GET this URL and exit 0 on a 2xx, 1 otherwise (a health check for images without curl)")
@@ -181,6 +184,9 @@ func (c config) validate() error {
 	}
 	if c.Broker != "" && !strings.HasPrefix(c.Broker, "redis://") && !strings.HasPrefix(c.Broker, "rediss://") {
 		errs = append(errs, fmt.Errorf("-broker must be empty or a redis:// URL, got %q", mask(c.Broker)))
+	}
+	if err := checkPprofAddr(c.Pprof); err != nil {
+		errs = append(errs, err)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format must be text or json, got %q", c.LogFormat))

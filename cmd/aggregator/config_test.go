@@ -49,6 +49,7 @@ func TestConfigRejects(t *testing.T) {
 		{"-queue-events", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
 		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
 		{"-body-timeout", "0s"}, {"-idle-timeout", "-1s"}, {"-max-body-memory", "1000"},
+		{"-pprof", ":6060"}, {"-pprof", "0.0.0.0:6060"}, {"-pprof", "10.0.0.1:6060"}, {"-pprof", "6060"},
 	} {
 		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)

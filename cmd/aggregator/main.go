@@ -112,6 +112,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
+	if cfg.Pprof != "" {
+		stopProfiling, err := servePprof(cfg.Pprof, logger)
+		if err != nil {
+			listener.Close()
+			return err
+		}
+		defer stopProfiling()
+	}
+
 	logger.Info("aggregator started", append(cfg.logAttrs(),
 		"listening", listener.Addr().String(),
 		"received", stats.Received, "unique_processed", stats.UniqueProcessed,
