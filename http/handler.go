@@ -54,6 +54,9 @@ type Config struct {
 	// Shutdown, when closed, ends the waits and event streams at once, so that they do not
 	// hold a graceful shutdown (http.Server.RegisterOnShutdown can close it).
 	Shutdown <-chan struct{}
+	// StoreTimeout bounds each store call a request makes; a call past it answers 503 "the
+	// store timed out". Zero means 30 s; negative, no bound.
+	StoreTimeout time.Duration
 }
 
 // route is one (method, path) the API answers. The table is the single list of routes, so
@@ -143,6 +146,12 @@ func muxPath(path string) string {
 }
 
 func withDefaults(cfg Config) Config {
+	switch {
+	case cfg.StoreTimeout == 0:
+		cfg.Store = boundedStore{Store: cfg.Store, limit: defaultStoreTimeout}
+	case cfg.StoreTimeout > 0:
+		cfg.Store = boundedStore{Store: cfg.Store, limit: cfg.StoreTimeout}
+	}
 	def := uts.DefaultLimits()
 	if cfg.Limits.MaxBodyBytes <= 0 {
 		cfg.Limits.MaxBodyBytes = def.MaxBodyBytes

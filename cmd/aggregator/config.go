@@ -39,6 +39,7 @@ type config struct {
 	MaxBodyMemory   int64         // request-body bytes held at once across all requests
 	StartTimeout    time.Duration // how long to retry reaching PostgreSQL and Redis at start
 	CommitTimeout   time.Duration // longest one commit to the store may take
+	StoreTimeout    time.Duration // longest one store call of a request may take
 	Probe           string        // a URL to check instead of serving; see probe
 	Pprof           string        // a loopback address serving net/http/pprof; "" for none
 }
@@ -105,6 +106,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("start-timeout", "UTS_START_TIMEOUT")
 	fs.DurationVar(&c.CommitTimeout, "commit-timeout", 30*time.Second, "longest one commit to the store may take before it is abandoned as a stall: 503 in-process, retried in Redis mode (0: no limit)")
 	bind("commit-timeout", "UTS_COMMIT_TIMEOUT")
+	fs.DurationVar(&c.StoreTimeout, "store-timeout", 30*time.Second, "longest one read (or subscription change) of a request may wait for the store: past it, 503 'the store timed out' instead of a request held for as long as a stall (0: no limit)")
+	bind("store-timeout", "UTS_STORE_TIMEOUT")
 	fs.StringVar(&c.Pprof, "pprof", "", "serve net/http/pprof on this loopback address (127.0.0.1:PORT), apart from the API; empty for none")
 	bind("pprof", "UTS_PPROF")
 	// No UTS_PROBE: a variable set in a container's environment would turn every start into
@@ -178,6 +181,9 @@ func (c config) validate() error {
 	}
 	if c.CommitTimeout < 0 {
 		errs = append(errs, fmt.Errorf("-commit-timeout must not be negative"))
+	}
+	if c.StoreTimeout < 0 {
+		errs = append(errs, fmt.Errorf("-store-timeout must not be negative"))
 	}
 	if _, _, err := storeKind(c.DB); err != nil {
 		errs = append(errs, err)

@@ -135,7 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Store: answers, Broker: broker, Limits: cfg.Limits, Logger: logger, StartedAt: time.Now(),
 			PublishTokens: cfg.Tokens, ReadTokens: cfg.ReadTokens, Metrics: meters.Handler(),
 			Commits: commits.Ready, BodyTimeout: cfg.BodyTimeout, MaxBodyMemory: cfg.MaxBodyMemory,
-			Shutdown: shuttingDown,
+			Shutdown: shuttingDown, StoreTimeout: storeTimeout(cfg.StoreTimeout),
 		})),
 		// No ReadTimeout or WriteTimeout: they would cut long-polls and event streams. The
 		// publish handler bounds its body read itself (-body-timeout).
@@ -186,6 +186,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"unique_processed", final.UniqueProcessed, "duplicate_dropped", final.DuplicateDropped)
 	}
 	return nil
+}
+
+// storeTimeout is -store-timeout as http.Config takes it: there, zero is the default and a
+// negative bound is none.
+func storeTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // memoryBesideBodies is the heap the aggregator needs besides request bodies: the queue,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -278,4 +279,46 @@ func TestCommitTimeoutBoundsAStall(t *testing.T) {
 	if s.UniqueProcessed != int64(len(batch)) || s.Received != s.UniqueProcessed+s.DuplicateDropped {
 		t.Errorf("stats %+v; want %d unique, and received = unique + duplicates", s, len(batch))
 	}
+}
+
+// TestStoreTimeoutBoundsAStalledRead: with no statement_timeout on the database, a read of a
+// table locked ACCESS EXCLUSIVE would wait for as long as the lock. -store-timeout answers it
+// 503 "the store timed out" with Retry-After instead, and the same read succeeds once the lock
+// is gone.
+func TestStoreTimeoutBoundsAStalledRead(t *testing.T) {
+	t.Parallel()
+	db := testenv.PostgresSchema(t)
+	url, stop := startRun(t, "-db", db, "-store-timeout", "500ms")
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("clean shutdown: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	release := testenv.LockTable(t, db, "events", "ACCESS EXCLUSIVE")
+	started := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/events", nil)
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	took := time.Since(started)
+	release()
+	if err != nil {
+		t.Fatalf("GET /events during the stall: %v after %v", err, took)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(string(body), "the store timed out") {
+		t.Fatalf("GET /events during the stall: %d (Retry-After %q) %s after %v; want 503 with Retry-After, the store timed out",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body, took)
+	}
+	t.Logf("the stalled read was answered after %v", took)
+	eventually(t, "the read to succeed once the lock is gone", 10*time.Second, func() error {
+		status, body, err := getStatus(ctx, url, "/events")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("%d: %s", status, body)
+		}
+		return err
+	})
 }
