@@ -68,7 +68,7 @@ func (s *Store) CreateSubscription(ctx context.Context, spec uts.SubscriptionSpe
 		if spec.Start == uts.StartLatest {
 			var xid int64
 			err := tx.QueryRow(ctx, `SELECT xid::text::bigint AS tx, seq FROM events
-				WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, seq DESC LIMIT 1`).Scan(&xid, &cursor.Seq)
+				WHERE xid < (SELECT feed_horizon()) ORDER BY xid DESC, seq DESC LIMIT 1`).Scan(&xid, &cursor.Seq)
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
