@@ -234,7 +234,7 @@ func TestComposeEnvironmentRuns(t *testing.T) {
 	aggregatorBin, publisherBin := binaries(t)
 	c := readCompose(t)
 
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	env := c.environment("aggregator")
 	env["UTS_ADDR"], env["UTS_DB"], env["UTS_BROKER"], env["UTS_REDIS_PREFIX"] = addr, db, redisURL, prefix
 	agg := startWithEnv(t, aggregatorBin, env)

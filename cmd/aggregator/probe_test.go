@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // TestProbe: the container health check succeeds exactly on a 2xx, and never starts a server.
@@ -39,7 +41,7 @@ func TestProbe(t *testing.T) {
 	if err := probeRun(srv.URL + "/nowhere"); err == nil {
 		t.Fatal("probe of a 404 succeeded")
 	}
-	if err := probeRun("http://" + freeAddr(t) + "/readyz"); err == nil {
+	if err := probeRun("http://" + testenv.FreeAddr(t) + "/readyz"); err == nil {
 		t.Fatal("probe of a closed port succeeded")
 	}
 	if err := probeRun("localhost:8080/readyz"); err == nil || !strings.Contains(err.Error(), "-probe") {

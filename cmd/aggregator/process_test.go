@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // These helpers run the real binaries as subprocesses, the way a user does.
@@ -54,16 +55,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 type aggregatorProcess struct {
 	URL  string
 	cmd  *exec.Cmd
@@ -74,7 +65,7 @@ type aggregatorProcess struct {
 // startAggregator starts the binary and waits until it answers /healthz.
 func startAggregator(t *testing.T, bin string, args ...string) *aggregatorProcess {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	logs := &strings.Builder{}
 	cmd := exec.Command(bin, append([]string{"-addr", addr}, args...)...)
 	cmd.Stdout = &lockedWriter{w: logs}

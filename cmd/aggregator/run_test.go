@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 func noEnv(string) string { return "" }
@@ -17,7 +19,7 @@ func noEnv(string) string { return "" }
 // startRun runs the aggregator in this process through run(), as main does.
 func startRun(t *testing.T, args ...string) (url string, stop func() error) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, append([]string{"-addr", addr}, args...), noEnv, io.Discard, io.Discard) }()

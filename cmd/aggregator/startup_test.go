@@ -66,7 +66,7 @@ func TestStartWaitsForPostgresAndRedis(t *testing.T) {
 	rd.Cut()
 
 	logs := &testenv.Buffer{}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	errc, _ := runInBackground(t, logs, "-addr", addr, "-db", viaProxy(t, db, pg), "-broker", viaProxy(t, redisURL, rd),
 		"-redis-prefix", prefix, "-start-timeout", "60s")
 	running := func() {
@@ -124,7 +124,7 @@ func TestStartWaitsForPostgresAndRedis(t *testing.T) {
 // retried meanwhile.
 func TestStartGivesUpAfterStartTimeout(t *testing.T) {
 	t.Parallel()
-	closed := freeAddr(t) // nothing listens there
+	closed := testenv.FreeAddr(t) // nothing listens there
 	for name, args := range map[string][]string{
 		"the store":  {"-db", "postgres://root@" + closed + "/test?sslmode=disable"},
 		"the broker": {"-db", "sqlite:" + filepath.Join(t.TempDir(), "uts.db"), "-broker", "redis://" + closed + "/0"},
@@ -132,7 +132,7 @@ func TestStartGivesUpAfterStartTimeout(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			logs := &testenv.Buffer{}
-			errc, _ := runInBackground(t, logs, append([]string{"-addr", freeAddr(t), "-start-timeout", "1500ms"}, args...)...)
+			errc, _ := runInBackground(t, logs, append([]string{"-addr", testenv.FreeAddr(t), "-start-timeout", "1500ms"}, args...)...)
 			var err error
 			select {
 			case err = <-errc:
@@ -156,7 +156,7 @@ func TestStartFailsAtOnceOnConfiguration(t *testing.T) {
 	t.Parallel()
 	cases := map[string][]string{
 		"a malformed URL":  {"-db", "postgres://root@127.0.0.1:1/test?sslmode=bogus", "-start-timeout", "10m"},
-		"-start-timeout 0": {"-db", "postgres://root@" + freeAddr(t) + "/test?sslmode=disable", "-start-timeout", "0"},
+		"-start-timeout 0": {"-db", "postgres://root@" + testenv.FreeAddr(t) + "/test?sslmode=disable", "-start-timeout", "0"},
 	}
 	if base := os.Getenv("UTS_TEST_POSTGRES_URL"); base != "" {
 		u, err := url.Parse(base)
@@ -170,7 +170,7 @@ func TestStartFailsAtOnceOnConfiguration(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			logs := &testenv.Buffer{}
-			errc, _ := runInBackground(t, logs, append([]string{"-addr", freeAddr(t)}, args...)...)
+			errc, _ := runInBackground(t, logs, append([]string{"-addr", testenv.FreeAddr(t)}, args...)...)
 			select {
 			case err := <-errc:
 				if err == nil {

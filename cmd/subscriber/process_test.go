@@ -4,15 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uts-events/uts/internal/testenv"
 )
 
 // These helpers run the real binaries as subprocesses, the way a user does.
@@ -56,26 +56,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // process is a running binary with its output kept for failure messages.
 type process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *lockedBuilder
+	logs *testenv.Buffer
 }
 
 func startProcess(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	logs := &lockedBuilder{}
+	logs := &testenv.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -108,7 +98,7 @@ func (p *process) Stop(t *testing.T) int {
 // startAggregator starts the binary and waits until it answers /healthz; it returns its URL.
 func startAggregator(t *testing.T, bin string, args ...string) (string, *process) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	p := startProcess(t, bin, append([]string{"-addr", addr}, args...)...)
 	url := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
@@ -130,23 +120,6 @@ func startAggregator(t *testing.T, bin string, args ...string) (string, *process
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func getJSON(ctx context.Context, url string, into any) error {
