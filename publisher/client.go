@@ -9,12 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/baseurl"
 )
 
 // Client talks to one or more aggregators over HTTP and delivers at least once: a request
@@ -47,19 +46,9 @@ type ClientConfig struct {
 
 // NewClient returns a client that spreads requests over cc.URLs round-robin.
 func NewClient(cc ClientConfig) (*Client, error) {
-	if len(cc.URLs) == 0 {
-		return nil, errors.New("no aggregator URL")
-	}
-	bases := make([]string, len(cc.URLs))
-	for i, raw := range cc.URLs {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, fmt.Errorf("aggregator URL %q: %w", raw, err)
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("aggregator URL %q: want http(s)://host[:port]", raw)
-		}
-		bases[i] = strings.TrimRight(u.String(), "/")
+	bases, err := baseurl.Parse(cc.URLs)
+	if err != nil {
+		return nil, err
 	}
 	if err := cc.Retry.validate(); err != nil {
 		return nil, err
