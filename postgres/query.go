@@ -44,40 +44,61 @@ func (s *Store) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent
 	if err != nil {
 		return nil, err
 	}
-	pause, deadline := time.Millisecond, time.Now().Add(settleWithin)
-	var target uts.Cursor // the last row the first read held back
-	for {
-		events, readable, err := s.readEvents(ctx, query, args)
+	var (
+		events   []uts.StoredEvent
+		readable int
+		target   uts.Cursor // the last row the first read held back
+	)
+	settled, err := settle(ctx, func() (bool, error) {
+		var err error
+		events, readable, err = s.readEvents(ctx, query, args)
 		if err != nil || readable == len(events) {
-			return events, err
+			return true, err
 		}
 		if target.IsZero() {
 			target = events[len(events)-1].Cursor
 		}
 		// Under a steady load some transaction is always in flight; only those that held
 		// back the first read are waited for.
-		settled := readable > 0 && events[readable-1].Cursor.Compare(target) >= 0
-		if settled || time.Now().After(deadline) {
-			clear(events[readable:])
-			if !settled {
-				s.heldBack()
-			}
-			return events[:readable], nil
+		return readable > 0 && events[readable-1].Cursor.Compare(target) >= 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !settled {
+		s.heldBack()
+	}
+	clear(events[readable:])
+	return events[:readable], nil
+}
+
+// settleWithin bounds how long a read waits for the transactions in flight that hold back
+// committed events. A write transaction of another program in the same database, which
+// counts too, can hold the feed back for as long as it lasts: the feed is then late, never
+// wrong.
+const settleWithin = 250 * time.Millisecond
+
+// settle calls read until it says the transactions it waits for have ended, or settleWithin
+// has passed (settled is false then). Those are one statement each, so it looks again soon:
+// after 1 ms, then twice as long each time, up to 8 ms.
+func settle(ctx context.Context, read func() (settled bool, err error)) (bool, error) {
+	pause, deadline := time.Millisecond, time.Now().Add(settleWithin)
+	for {
+		settled, err := read()
+		if settled || err != nil {
+			return settled, err
+		}
+		if time.Now().After(deadline) {
+			return false, nil
 		}
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
-			return nil, wrap("list events", ctx.Err())
+			return false, wrap("list events", ctx.Err())
 		}
 		pause = min(2*pause, 8*time.Millisecond)
 	}
 }
-
-// settleWithin bounds how long Events waits for the transactions in flight that hold back
-// committed events. A write transaction of another program on the same server, which
-// counts too, can hold the feed back for as long as it lasts: the feed is then late, never
-// wrong.
-const settleWithin = 250 * time.Millisecond
 
 // newestEvents returns a page newest first. Its cursors are places to follow the feed from
 // (a reader that starts at the latest event takes the first one), so it hands out no event
@@ -114,27 +135,21 @@ func (s *Store) newestHorizon(ctx context.Context, tx, seq any, topics []string)
 	// The horizon and the newest committed event it holds back, from one snapshot.
 	query := `SELECT feed_horizon()::text::bigint,
 		(SELECT max(xid)::text::bigint FROM events WHERE ` + where + ` AND xid >= (SELECT feed_horizon()))`
-	pause, deadline := time.Millisecond, time.Now().Add(settleWithin)
-	var target *int64
-	for {
-		var horizon int64
+	var (
+		horizon int64
+		target  *int64 // the newest committed event the first look held back
+	)
+	_, err := settle(ctx, func() (bool, error) {
 		var held *int64
 		if err := s.pool.QueryRow(ctx, query, args...).Scan(&horizon, &held); err != nil {
-			return 0, wrap("list events", err)
+			return false, wrap("list events", err)
 		}
 		if target == nil {
 			target = held
 		}
-		if target == nil || horizon > *target || time.Now().After(deadline) {
-			return uint64(horizon), nil
-		}
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-			return 0, wrap("list events", ctx.Err())
-		}
-		pause = min(2*pause, 8*time.Millisecond)
-	}
+		return target == nil || horizon > *target, nil
+	})
+	return uint64(horizon), err
 }
 
 // eventsStatement is the query for q and its arguments. The last column says whether the row
