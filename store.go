@@ -85,7 +85,9 @@ type Counters struct {
 // TopicStats are one topic's totals.
 type TopicStats struct {
 	Topic       string    `json:"topic"`
-	Unique      int64     `json:"unique"`
+	Unique      int64     `json:"unique"`  // every new event ever, expired ones included
+	Stored      int64     `json:"stored"`  // the topic's events held now: Unique - Expired
+	Expired     int64     `json:"expired"` // events deleted under retention`
 	Duplicates  int64     `json:"duplicates"`
 	Conflicts   int64     `json:"conflicts"`
 	LastEventAt time.Time `json:"last_event_at"` // processed_at of the topic's latest new event
@@ -94,7 +96,22 @@ type TopicStats struct {
 // Stats is a consistent read of the counters and the per-topic totals.
 type Stats struct {
 	Counters
-	Topics []TopicStats // sorted by topic
+	// Stored is how many events the store holds now, UniqueProcessed - Expired.
+	Stored int64
+	// Expired is how many events retention has deleted; their fingerprints may remain.
+	Expired int64
+	// DiskBytes is the space the store takes on disk: the files, or the tables and indexes.
+	DiskBytes int64
+	Topics    []TopicStats // sorted by topic
+}
+
+// Expiry is what one Expire call deleted.
+type Expiry struct {
+	Events       int64 // events deleted; their fingerprints stay
+	Fingerprints int64 // fingerprints deleted under Retention.Fingerprints
+	// More reports that the call stopped at its limit with more already expired, so the
+	// caller calls again at once instead of waiting for its next round.
+	More bool
 }
 
 // Store keeps each (topic, event_id) once and counts what it dropped. Implementations are
@@ -134,6 +151,20 @@ type Store interface {
 	// changed under a reused id. It is one indexed read, off the Append path: the consumer
 	// calls it only for the conflicts it logs.
 	StoredHash(ctx context.Context, key Key) (string, error)
+	// Expire deletes what r says has expired as of now: events whose processing is older than
+	// their topic's retention, and fingerprints older than r.Fingerprints. One call does a
+	// bounded amount of work, about limit rows (a store that drops a whole partition of
+	// expired events counts them all) in short transactions, so that appends never wait on it
+	// for long. In the same transactions the per-topic Expired counts grow and the expired
+	// events' greatest cursor moves (ExpiredThrough). An event's fingerprint outlives it:
+	// Append still answers a late duplicate of an expired event OutcomeDuplicate, a changed
+	// one OutcomeConflict, and stores neither. r must be valid (Retention.Validate).
+	Expire(ctx context.Context, r Retention, now time.Time, limit int) (Expiry, error)
+	// ExpiredThrough returns the greatest cursor of the events of topics (every topic when
+	// none) that retention has deleted, the zero Cursor when none was. A reader whose cursor
+	// is below it has lost events to retention: its next page starts at the oldest event still
+	// held after its cursor, and it must be told so.
+	ExpiredThrough(ctx context.Context, topics []string) (Cursor, error)
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -101,7 +101,7 @@ func testConflictingDuplicate(t *testing.T, opener Opener) {
 
 	sameEvents(t, allEvents(t, s, ""), first) // the first stored wins
 	st := wantCounters(t, s, uts.Counters{Received: 6, UniqueProcessed: 1, DuplicateDropped: 5, DuplicateConflicts: 3})
-	wantTopics(t, st, uts.TopicStats{Topic: "t", Unique: 1, Duplicates: 5, Conflicts: 3})
+	wantTopics(t, st, uts.TopicStats{Topic: "t", Unique: 1, Stored: 1, Duplicates: 5, Conflicts: 3})
 }
 
 func testKeysAreDistinct(t *testing.T, opener Opener) {

@@ -66,7 +66,7 @@ func testRedeliveryMixedWithNew(t *testing.T, opener Opener) {
 	sameEvents(t, allEvents(t, s, ""), a, b, c, d)
 	// First batch 2 new; second batch 6 counted: c, d new; a, aOther, c, a dropped.
 	st := wantCounters(t, s, uts.Counters{Received: 8, UniqueProcessed: 4, DuplicateDropped: 4, DuplicateConflicts: 1})
-	wantTopics(t, st, uts.TopicStats{Topic: "t", Unique: 4, Duplicates: 4, Conflicts: 1})
+	wantTopics(t, st, uts.TopicStats{Topic: "t", Unique: 4, Stored: 4, Duplicates: 4, Conflicts: 1})
 
 	// A delivery is remembered with its event: the same entry ID carrying another event (a
 	// second broker numbering alike) is no redelivery.

@@ -62,10 +62,10 @@ func testTopicStats(t *testing.T, opener Opener) {
 
 	st := stats(t, s)
 	wantTopics(t, st,
-		uts.TopicStats{Topic: "Alpha", Unique: 1},
-		uts.TopicStats{Topic: "alpha", Unique: 2, Duplicates: 2, Conflicts: 1},
-		uts.TopicStats{Topic: "alpha.x", Unique: 1},
-		uts.TopicStats{Topic: "beta", Unique: 1, Duplicates: 1},
+		uts.TopicStats{Topic: "Alpha", Unique: 1, Stored: 1},
+		uts.TopicStats{Topic: "alpha", Unique: 2, Stored: 2, Duplicates: 2, Conflicts: 1},
+		uts.TopicStats{Topic: "alpha.x", Unique: 1, Stored: 1},
+		uts.TopicStats{Topic: "beta", Unique: 1, Stored: 1, Duplicates: 1},
 	)
 
 	// LastEventAt is the processed_at of the topic's latest new event.
@@ -198,7 +198,7 @@ func testReopen(t *testing.T, opener Opener) {
 }
 
 func sameStats(a, b uts.Stats) bool {
-	if a.Counters != b.Counters || len(a.Topics) != len(b.Topics) {
+	if a.Counters != b.Counters || a.Stored != b.Stored || a.Expired != b.Expired || len(a.Topics) != len(b.Topics) {
 		return false
 	}
 	for i := range a.Topics {

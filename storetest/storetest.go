@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite for uts.Store. A backend is done when Run passes
 // against it: the suite speaks only through uts.Store, so every backend is held to the same
 // promises (each key stored once, each broker delivery counted once, counters that add up,
-// exact round-trips, reopen).
+// exact round-trips, reopen, retention that keeps deduplication exact).
 package storetest
 
 import (
@@ -65,6 +65,14 @@ func Run(t *testing.T, newStore NewStore) {
 		{"SubscriptionsSurviveReopen", testSubscriptionsSurviveReopen},
 		{"SubscriptionCap", testSubscriptionCap},
 		{"ConcurrentCommits", testConcurrentCommits},
+		{"Expiry", testExpiry},
+		{"LateDuplicateAfterExpiry", testLateDuplicateAfterExpiry},
+		{"TopicRetention", testTopicRetention},
+		{"ExpiryIsChunked", testExpiryIsChunked},
+		{"ExpiryWithConcurrentAppends", testExpiryWithConcurrentAppends},
+		{"RetentionSurvivesReopen", testRetentionSurvivesReopen},
+		{"NewestCursorIsNotReused", testNewestCursorIsNotReused},
+		{"FingerprintRetention", testFingerprintRetention},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +159,25 @@ func stats(t *testing.T, s uts.Store) uts.Stats {
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
+	// What is held and what expired always make up what was ever stored, as a whole and
+	// per topic.
+	if st.Stored+st.Expired != st.UniqueProcessed {
+		t.Fatalf("stored %d + expired %d != unique %d", st.Stored, st.Expired, st.UniqueProcessed)
+	}
+	var stored, expired int64
+	for _, ts := range st.Topics {
+		if ts.Stored+ts.Expired != ts.Unique {
+			t.Fatalf("topic %+v: stored + expired != unique", ts)
+		}
+		stored += ts.Stored
+		expired += ts.Expired
+	}
+	if stored != st.Stored || expired != st.Expired {
+		t.Fatalf("topics hold %d stored, %d expired; the store says %d, %d", stored, expired, st.Stored, st.Expired)
+	}
+	if st.DiskBytes <= 0 {
+		t.Fatalf("DiskBytes = %d, want the store's size on disk", st.DiskBytes)
+	}
 	return st
 }
 
@@ -198,11 +225,11 @@ func storedCount(t *testing.T, s uts.Store, topic string) int {
 	t.Helper()
 	st := stats(t, s)
 	if topic == "" {
-		return int(st.UniqueProcessed)
+		return int(st.Stored)
 	}
 	for _, ts := range st.Topics {
 		if ts.Topic == topic {
-			return int(ts.Unique)
+			return int(ts.Stored)
 		}
 	}
 	return 0
