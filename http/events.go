@@ -66,6 +66,9 @@ func handleEvents(store uts.Store, waiting waitSlots, shutdown <-chan struct{}, 
 		page := q
 		page.Limit = q.Limit + 1 // one more tells whether a next page exists
 		events, err := readFeed(r.Context(), store, page, wait, shutdown)
+		if err == nil && !q.Newest {
+			err = markExpired(r.Context(), w.Header(), store, q.Topics, q.After)
+		}
 		if err != nil {
 			writeError(w, r, logger, fmt.Errorf("list events: %w", cursorError(q, err)))
 			return
@@ -203,6 +206,13 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 			// The 200 is sent; only a broken stream tells the client the export is incomplete.
 			logger.ErrorContext(ctx, "export events failed mid-stream", "err", err)
 			panic(http.ErrAbortHandler)
+		}
+		if !started && !q.Newest {
+			err = markExpired(ctx, w.Header(), store, q.Topics, q.After)
+		}
+		if err != nil {
+			writeError(w, r, logger, fmt.Errorf("export events: %w", err))
+			return
 		}
 		if !started {
 			w.Header().Set("Content-Type", ndjson)

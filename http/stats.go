@@ -11,7 +11,9 @@ import (
 
 type statsAnswer struct {
 	uts.Counters
-	Topics        map[string]int64 `json:"topics"` // unique events per topic
+	Stored        int64            `json:"stored"`  // events held now
+	Expired       int64            `json:"expired"` // events deleted under retention
+	Topics        map[string]int64 `json:"topics"`  // unique events per topic
 	TopicStats    []uts.TopicStats `json:"topic_stats"`
 	UptimeSeconds float64          `json:"uptime_seconds"`
 	StartedAt     string           `json:"started_at"`
@@ -40,6 +42,8 @@ func handleStats(store uts.Store, broker uts.Broker, startedAt time.Time, now fu
 		}
 		writeJSON(w, http.StatusOK, statsAnswer{
 			Counters:      stats.Counters,
+			Stored:        stats.Stored,
+			Expired:       stats.Expired,
 			Topics:        topics,
 			TopicStats:    topicStats,
 			UptimeSeconds: now().Sub(startedAt).Seconds(),

@@ -46,6 +46,13 @@ func (s boundedStore) Events(ctx context.Context, q uts.EventQuery) ([]uts.Store
 	return events, timedOut(ctx, err)
 }
 
+func (s boundedStore) ExpiredThrough(ctx context.Context, topics []string) (uts.Cursor, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	c, err := s.Store.ExpiredThrough(ctx, topics)
+	return c, timedOut(ctx, err)
+}
+
 func (s boundedStore) Stats(ctx context.Context) (uts.Stats, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()

@@ -81,7 +81,23 @@ func handleEventStream(store uts.Store, waiting waitSlots, cfg streamConfig, log
 		if !send(func() error { _, err := fmt.Fprintf(w, "retry: %d\n\n", streamRetryMillis); return err }) {
 			return
 		}
+		// Retention may delete events ahead of a reader that lags: each time that happens the
+		// stream says so once, in an "expired" message, before the events that follow the gap.
+		var reported uts.Cursor
 		for {
+			through, lost, err := expiredAfter(ctx, store, q.Topics, q.After)
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.ErrorContext(ctx, "event stream: read failed", "err", err)
+				}
+				return
+			}
+			if lost && through.Compare(reported) > 0 {
+				reported = through
+				if !send(func() error { return writeExpired(w, through) }) {
+					return
+				}
+			}
 			if len(events) > 0 {
 				if !send(func() error { return writeEvents(w, events) }) {
 					logger.DebugContext(ctx, "event stream dropped: the reader is gone or too slow", "after", q.After)
@@ -142,6 +158,14 @@ func writeEvents(w http.ResponseWriter, events []uts.StoredEvent) error {
 		}
 	}
 	return nil
+}
+
+// writeExpired tells the reader that events up to cursor through were deleted by retention
+// before it read them. It has no id: a reconnect goes on from the last event's cursor.
+func writeExpired(w http.ResponseWriter, through uts.Cursor) error {
+	b := append([]byte("event: expired\ndata: {\"expired_through\":\""), through.String()...)
+	_, err := w.Write(append(b, "\"}\n\n"...))
+	return err
 }
 
 // streamQuery reads the stream's topics (topic= may repeat) and its start: the

@@ -189,6 +189,9 @@ func handleSubscriptionEvents(store uts.Store, waiting waitSlots, shutdown <-cha
 			defer release()
 		}
 		stored, err := readFeed(r.Context(), store, uts.EventQuery{Topics: sub.Topics, After: sub.Cursor, Limit: limit}, wait, shutdown)
+		if err == nil {
+			err = markExpired(r.Context(), w.Header(), store, sub.Topics, sub.Cursor)
+		}
 		if err != nil {
 			writeError(w, r, logger, fmt.Errorf("read subscription %s: %w", name, err))
 			return

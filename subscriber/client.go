@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,12 @@ type Client struct {
 
 	// retries counts the attempts that were repeated, for the progress line.
 	retries atomic.Int64
+	// gaps counts the distinct Expired-Through values answers carried: each is retention
+	// deleting events before this client read them. A gap spans every page read from below
+	// it, so a value is counted, and logged, once.
+	gaps         atomic.Int64
+	lastGapMu    sync.Mutex
+	lastGapValue string
 	// sleep waits between attempts; tests replace it to see the waits without taking them.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -79,6 +86,22 @@ func NewClient(cc ClientConfig) (*Client, error) {
 
 // Retries is how many attempts were repeated so far.
 func (c *Client) Retries() int64 { return c.retries.Load() }
+
+func (c *Client) noteGap(target, through string) {
+	c.lastGapMu.Lock()
+	defer c.lastGapMu.Unlock()
+	if through == c.lastGapValue {
+		return
+	}
+	c.lastGapValue = through
+	c.gaps.Add(1)
+	c.logger.Warn("retention deleted events before this subscription read them: the output has a gap",
+		"url", target, "expired_through", through)
+}
+
+// Gaps is how many times so far the aggregator said that retention deleted events before
+// this client read them (its Expired-Through header, each value counted once).
+func (c *Client) Gaps() int64 { return c.gaps.Load() }
 
 // Subscribe creates the subscription, or finds it when one with the same spec exists; a
 // different spec under the name is a *StatusError 409.
@@ -280,6 +303,9 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 		return nil, 0, fmt.Errorf("%s %s: read answer: %w", method, target, err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if through := resp.Header.Get("Expired-Through"); through != "" {
+			c.noteGap(target, through)
+		}
 		return data, 0, nil
 	}
 	return nil, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), newStatusError(method, target, resp.StatusCode, data)

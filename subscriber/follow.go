@@ -92,6 +92,9 @@ type Summary struct {
 	Events       int64      `json:"events"`       // lines written
 	Commits      int64      `json:"commits"`
 	Retries      int64      `json:"retries"`
+	// Gaps counts the times the aggregator said that retention deleted events before they
+	// were read: zero means the output holds every event of the subscription's topics.
+	Gaps int64 `json:"expired_gaps"`
 
 	Elapsed         time.Duration `json:"-"`
 	ElapsedSeconds  float64       `json:"elapsed_seconds"`
@@ -151,6 +154,7 @@ func Follow(ctx context.Context, cfg Config, stdout, progress io.Writer) (Summar
 	summary.Events = f.written.Load()
 	summary.Commits = f.commits
 	summary.Retries = client.Retries()
+	summary.Gaps = client.Gaps()
 	summary.Elapsed = time.Since(start)
 	summary.ElapsedSeconds = summary.Elapsed.Seconds()
 	if s := summary.Elapsed.Seconds(); s > 0 {

@@ -42,11 +42,13 @@ type config struct {
 	StoreTimeout    time.Duration // longest one store call of a request may take
 	Probe           string        // a URL to check instead of serving; see probe
 	Pprof           string        // a loopback address serving net/http/pprof; "" for none
+	Retention       uts.Retention // how long events and their fingerprints are kept
+	ExpireInterval  time.Duration // how often expiry runs when nothing is left over
 }
 
 // parseConfig reads flags from args and, for each flag not given, its UTS_* twin from getenv.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	c := config{Limits: uts.DefaultLimits()}
+	c := config{Limits: uts.DefaultLimits(), Retention: uts.Retention{Topics: map[string]time.Duration{}}}
 	fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := map[string]string{} // flag name -> variable
@@ -108,6 +110,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("commit-timeout", "UTS_COMMIT_TIMEOUT")
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", 30*time.Second, "longest one read (or subscription change) of a request may wait for the store: past it, 503 'the store timed out' instead of a request held for as long as a stall (0: no limit)")
 	bind("store-timeout", "UTS_STORE_TIMEOUT")
+	fs.Func("retention", "how long events are kept after processing, for every topic (30d) or one (orders=7d); repeat or comma-separate; default forever. Expired payloads are deleted, their fingerprints keep deduplicating", func(s string) error {
+		return uts.ParseRetention(s, &c.Retention.Events, c.Retention.Topics)
+	})
+	bind("retention", "UTS_RETENTION")
+	fs.Func("dedup-retention", "how long a deduplication fingerprint is kept after its event was processed, at least every -retention (default forever: a duplicate stays a duplicate)", func(s string) (err error) {
+		c.Retention.Fingerprints, err = uts.ParseRetentionDuration(s)
+		return err
+	})
+	bind("dedup-retention", "UTS_DEDUP_RETENTION")
+	fs.DurationVar(&c.ExpireInterval, "expire-interval", time.Minute, "how often expiry looks for expired events; a backlog is deleted in chunks without waiting")
+	bind("expire-interval", "UTS_EXPIRE_INTERVAL")
 	fs.StringVar(&c.Pprof, "pprof", "", "serve net/http/pprof on this loopback address (127.0.0.1:PORT), apart from the API; empty for none")
 	bind("pprof", "UTS_PPROF")
 	// No UTS_PROBE: a variable set in a container's environment would turn every start into
@@ -185,6 +198,12 @@ func (c config) validate() error {
 	if c.StoreTimeout < 0 {
 		errs = append(errs, fmt.Errorf("-store-timeout must not be negative"))
 	}
+	if c.ExpireInterval <= 0 {
+		errs = append(errs, fmt.Errorf("-expire-interval must be positive"))
+	}
+	if err := c.Retention.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("-retention, -dedup-retention: %w", err))
+	}
 	if _, _, err := storeKind(c.DB); err != nil {
 		errs = append(errs, err)
 	}
@@ -241,5 +260,6 @@ func (c config) logAttrs() []any {
 		"max_event_bytes", c.Limits.MaxEventBytes, "max_batch_events", c.Limits.MaxBatchEvents,
 		"max_body_bytes", c.Limits.MaxBodyBytes, "max_body_memory", c.MaxBodyMemory,
 		"body_timeout", c.BodyTimeout, "idle_timeout", c.IdleTimeout, "publish_tokens", len(c.Tokens), "read_tokens", len(c.ReadTokens),
+		"retention", c.Retention.String(), "dedup_retention", uts.FormatRetention(c.Retention.Fingerprints),
 	}
 }

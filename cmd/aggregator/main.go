@@ -102,6 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	broker = meters.Broker(broker)
 	meters.WatchSubscriptions(store)
+	meters.WatchStore(store)
 
 	stats, err := store.Stats(ctx)
 	if err != nil {
@@ -152,6 +153,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() {
 		consumed <- broker.Consume(consumeCtx, commits.Commit)
 	}()
+	// Expiry stops with the server; every replica runs it, and the store makes rounds that
+	// overlap count each event once.
+	expiryCtx, stopExpiry := context.WithCancel(ctx)
+	expiryDone := make(chan struct{})
+	go func() {
+		defer close(expiryDone)
+		uts.RunExpiry(expiryCtx, store, cfg.Retention, cfg.ExpireInterval, meters.ExpiryRuns(logExpiry(logger)))
+	}()
+	defer func() { stopExpiry(); <-expiryDone }() // before the store closes
 
 	server.RegisterOnShutdown(sync.OnceFunc(func() { close(shuttingDown) }))
 
@@ -186,6 +196,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"unique_processed", final.UniqueProcessed, "duplicate_dropped", final.DuplicateDropped)
 	}
 	return nil
+}
+
+// logExpiry logs the expiry rounds that did something, and every failure: a store whose
+// expiry keeps failing keeps growing.
+func logExpiry(logger *slog.Logger) func(uts.Expiry, error) {
+	return func(e uts.Expiry, err error) {
+		switch {
+		case err != nil:
+			logger.Error("expiry failed; trying again next round", "err", err)
+		case e.Events > 0 || e.Fingerprints > 0:
+			logger.Info("expired", "events", e.Events, "fingerprints", e.Fingerprints, "more", e.More)
+		}
+	}
 }
 
 // storeTimeout is -store-timeout as http.Config takes it: there, zero is the default and a
