@@ -90,3 +90,40 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 		t.Fatalf("the start log must mask secrets and keep the rest: %s", logged)
 	}
 }
+
+func TestConfigRetention(t *testing.T) {
+	const day = 24 * time.Hour
+	d, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Retention.IsForever() || d.ExpireInterval != time.Minute {
+		t.Fatalf("default retention %s, interval %v; want forever, 1m", d.Retention, d.ExpireInterval)
+	}
+	env := map[string]string{"UTS_RETENTION": "30d,orders=7d", "UTS_DEDUP_RETENTION": "90d"}
+	c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retention.For("orders") != 7*day || c.Retention.For("clicks") != 30*day || c.Retention.Fingerprints != 90*day {
+		t.Fatalf("from the environment: %s, dedup %v", c.Retention, c.Retention.Fingerprints)
+	}
+	f, err := parseConfig([]string{"-retention", "12h", "-retention", "audit=forever,orders=2d"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Retention.For("x") != 12*time.Hour || f.Retention.For("audit") != 0 || f.Retention.For("orders") != 2*day {
+		t.Fatalf("repeated flags: %s", f.Retention)
+	}
+	for _, args := range [][]string{
+		{"-retention", "soon"}, {"-retention", "=7d"}, {"-retention", "-7d"},
+		{"-dedup-retention", "1d"},                          // events kept for ever, keys not
+		{"-retention", "7d", "-dedup-retention", "1d"},      // keys forgotten while events held
+		{"-retention", "1d,o=8d", "-dedup-retention", "7d"}, // a topic holds longer
+		{"-expire-interval", "0s"},
+	} {
+		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package http
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/uts-events/uts"
+)
+
+// expireTopic deletes every stored event of topic as an expiry round two hours from now
+// would with a retention of an hour for it.
+func (e *env) expireTopic(topic string) {
+	e.t.Helper()
+	r := uts.Retention{Topics: map[string]time.Duration{topic: time.Hour}}
+	for range 100 {
+		x, err := e.store.Expire(e.t.Context(), r, time.Now().Add(2*time.Hour), 1000)
+		if err != nil {
+			e.t.Fatalf("Expire: %v", err)
+		}
+		if !x.More {
+			return
+		}
+	}
+	e.t.Fatal("Expire never finished")
+}
+
+// TestExpiredEventsAreReported: a reader whose cursor lies before events that retention
+// deleted gets the events still held, and is told what it lost, on every way of reading
+// the feed; a reader past them, or of a topic that lost nothing, is not.
+func TestExpiredEventsAreReported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	mustStatus(t, e.publish(mustJSON(t, events("gone", 0, 5))), http.StatusOK)
+	mustStatus(t, e.publish(mustJSON(t, events("kept", 0, 3))), http.StatusOK)
+	first, _ := walkPages(t, e, "/events?topic=gone&limit=2")
+	if len(first) != 5 {
+		t.Fatalf("read %d events of gone, want 5", len(first))
+	}
+	e.putSubscription("follower", `{"topics": ["gone"], "start": "earliest"}`, http.StatusCreated)
+	e.expireTopic("gone")
+	lastExpired := first[4].Cursor.String()
+
+	page := e.do("GET", "/events?topic=gone&after="+first[1].Cursor.String(), nil)
+	mustStatus(t, page, http.StatusOK)
+	if got := page.header.Get(expiredHeader); got != lastExpired {
+		t.Fatalf("%s = %q after an expired cursor, want %q", expiredHeader, got, lastExpired)
+	}
+	var list []uts.StoredEvent
+	page.decode(t, &list)
+	if len(list) != 0 {
+		t.Fatalf("expired events still listed: %d", len(list))
+	}
+	// The events still held come after the gap, and the header keeps saying so.
+	mustStatus(t, e.publish(mustJSON(t, events("gone", 5, 6))), http.StatusOK)
+	page = e.do("GET", "/events?topic=gone&after="+first[1].Cursor.String(), nil)
+	page.decode(t, &list)
+	if len(list) != 1 || list[0].EventID != "gone-5" || page.header.Get(expiredHeader) != lastExpired {
+		t.Fatalf("after the gap: %d events, header %q; want gone-5 and %q", len(list), page.header.Get(expiredHeader), lastExpired)
+	}
+	for _, path := range []string{
+		"/events?topic=gone&after=" + list[0].Cursor.String(), // past the gap
+		"/events?topic=kept",                                  // lost nothing
+		"/events?topic=gone&order=desc",                       // newest first skips nothing it promised
+	} {
+		if got := e.do("GET", path, nil).header.Get(expiredHeader); got != "" {
+			t.Errorf("GET %s: %s = %q, want none", path, expiredHeader, got)
+		}
+	}
+	if got := e.do("GET", "/events", nil).header.Get(expiredHeader); got != lastExpired {
+		t.Errorf("the whole feed from the start: %s = %q, want %q", expiredHeader, got, lastExpired)
+	}
+
+	export := e.do("GET", "/events?topic=gone", nil, "Accept", ndjson)
+	mustStatus(t, export, http.StatusOK)
+	if got := export.header.Get(expiredHeader); got != lastExpired {
+		t.Errorf("export: %s = %q, want %q", expiredHeader, got, lastExpired)
+	}
+
+	sub := e.do("GET", "/subscriptions/follower/events", nil)
+	mustStatus(t, sub, http.StatusOK)
+	if got := sub.header.Get(expiredHeader); got != lastExpired {
+		t.Errorf("subscription: %s = %q, want %q", expiredHeader, got, lastExpired)
+	}
+
+	stream := e.openStream("/events/stream?topic=gone")
+	m := stream.next(t)
+	for m.event == "" { // retry:
+		m = stream.next(t)
+	}
+	var said struct {
+		ExpiredThrough string `json:"expired_through"`
+	}
+	if err := json.Unmarshal([]byte(m.data), &said); m.event != "expired" || err != nil || said.ExpiredThrough != lastExpired {
+		t.Fatalf("stream's first message: event %q data %q; want expired through %s", m.event, m.data, lastExpired)
+	}
+	if _, ev := stream.nextEvent(t); ev.EventID != "gone-5" {
+		t.Fatalf("stream goes on with %s, want gone-5", ev.EventID)
+	}
+
+	st := e.stats()
+	if st.Stored != 4 || st.Expired != 5 || st.UniqueProcessed != 9 {
+		t.Fatalf("/stats stored %d expired %d unique %d; want 4, 5, 9", st.Stored, st.Expired, st.UniqueProcessed)
+	}
+}
