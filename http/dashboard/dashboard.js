@@ -200,7 +200,8 @@
     const r = rates();
     const latest = r[r.length - 1];
     $("sub-received").textContent = latest ? rateFormat.format(latest.events) + " events/s now" : "\u00a0";
-    $("sub-unique").textContent = percent(s.unique_processed, s.received) + " of received";
+    $("sub-unique").textContent = percent(s.unique_processed, s.received) + " of received" +
+      (s.expired > 0 ? ` · ${n(s.stored)} held, ${n(s.expired)} expired` : "");
     $("sub-duplicates").textContent = percent(s.duplicate_dropped, s.received) + " of received";
     const started = new Date(s.started_at);
     $("sub-uptime").textContent = "since " +
@@ -347,13 +348,14 @@
 
   // --- Events ----------------------------------------------------------------------------
 
-  // matching is how many stored events the filter matches, from the latest stats.
+  // matching is how many events the filter matches that the store holds now (expired ones
+  // are gone), from the latest stats.
   function matching() {
     const s = state.stats;
     if (!s) return 0;
-    if (!state.view.topic) return s.unique_processed;
+    if (!state.view.topic) return s.stored;
     const t = (s.topic_stats || []).find((x) => x.topic === state.view.topic);
-    return t ? t.unique : 0;
+    return t ? t.stored : 0;
   }
 
   // refreshLive keeps the live view on the newest page, read again when the count moved.
