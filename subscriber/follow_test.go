@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/subscriber"
 )
 
@@ -255,4 +256,40 @@ func closedURL(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return "http://" + addr
+}
+
+// TestFollowReportsEventsLostToRetention: a subscription that falls behind retention goes on
+// from the oldest event still held and counts the gap once, however many pages it spans.
+func TestFollowReportsEventsLostToRetention(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t)
+	url := serve(t, s, nil, "")
+	out := filepath.Join(t.TempDir(), "out.ndjson")
+	cfg := config(url, "behind", out)
+	cfg.Limit, cfg.CommitEvery = 100, 100
+	cfg.Topics = []string{"orders"}
+	fill(t, s, "a", 300, "orders")
+	if first := follow(t, cfg); first.Events != 300 || first.Gaps != 0 {
+		t.Fatalf("first run: %+v; want 300 events and no gap", first)
+	}
+
+	fill(t, s, "b", 200, "orders")
+	r := uts.Retention{Events: time.Hour}
+	for range 100 { // everything so far expires
+		x, err := s.Expire(t.Context(), r, time.Now().Add(2*time.Hour), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !x.More {
+			break
+		}
+	}
+	fill(t, s, "c", 250, "orders")
+	second := follow(t, cfg)
+	if second.Events != 250 || second.Gaps != 1 {
+		t.Fatalf("second run: %+v; want the 250 events still held and one gap", second)
+	}
+	if third := follow(t, cfg); third.Events != 0 || third.Gaps != 0 {
+		t.Fatalf("third run: %+v; past the gap there is nothing to report", third)
+	}
 }
