@@ -9,6 +9,11 @@ import (
 // milliseconds of work, so that appends queued behind it wait no longer than that.
 const ExpiryChunk = 5000
 
+// ExpiryTimeout bounds one Expire call: a chunk takes milliseconds, so one that runs this
+// long is stuck behind a lock or a stalled disk, and is better abandoned and tried again
+// next round than left holding whatever it holds.
+const ExpiryTimeout = time.Minute
+
 // RunExpiry expires what r says has expired, round after round, until ctx ends: every
 // interval, and at once again after a call that stopped at its limit (Expiry.More), so a
 // backlog drains in chunks without any one of them holding appends up. report sees every
@@ -25,7 +30,9 @@ func RunExpiry(ctx context.Context, s Store, r Retention, interval time.Duration
 			return
 		case <-timer.C:
 		}
-		expiry, err := s.Expire(ctx, r, time.Now(), ExpiryChunk)
+		callCtx, cancel := context.WithTimeout(ctx, ExpiryTimeout)
+		expiry, err := s.Expire(callCtx, r, time.Now(), ExpiryChunk)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
