@@ -21,10 +21,10 @@ const (
 	// time: created at Open and topped up by every Expire, so that one missed round or a
 	// store down for a day does not send events to the default partition.
 	partitionsAhead = 3
-	// lockTimeout bounds how long a statement of expiry or of partition creation waits for a
-	// lock on the events table, and so how long appends and reads can queue behind it. One
-	// that times out is tried again in the next round.
-	lockTimeout = 100 * time.Millisecond
+	// defaultLockTimeout bounds how long a statement of expiry or of partition creation waits
+	// for a lock on the events table, and so how long appends and reads can queue behind it.
+	// One that times out is tried again in the next round.
+	defaultLockTimeout = 100 * time.Millisecond
 	// partitionLockClass namespaces the advisory lock that serializes partition creation
 	// among replicas (the other half of the key is the schema), as migrationLockClass does.
 	partitionLockClass = 0x75747302 // "uts" 2
@@ -103,7 +103,7 @@ func (s *Store) ensurePartitions(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, partitionLockClass); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fmt.Sprint(lockTimeout.Milliseconds())); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fmt.Sprint(s.lockTimeout.Milliseconds())); err != nil {
 			return err
 		}
 		var now time.Time

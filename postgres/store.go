@@ -85,6 +85,8 @@ type Store struct {
 	commitDelay func() time.Duration
 	// partitionWidth is the time range of each new partition of the events table.
 	partitionWidth time.Duration
+	// lockTimeout is defaultLockTimeout, shorter in tests.
+	lockTimeout time.Duration
 }
 
 // heldBackRecheck is how soon readers are woken again after a read held back committed
@@ -129,7 +131,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, log: slog.Default(), partitionWidth: DefaultPartitionWidth}
+	s := &Store{pool: pool, log: slog.Default(), partitionWidth: DefaultPartitionWidth,
+		lockTimeout: defaultLockTimeout}
 	for _, opt := range opts {
 		opt(s)
 	}
