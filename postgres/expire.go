@@ -122,7 +122,10 @@ func (s *Store) dropPartition(ctx context.Context, name string) (int64, error) {
 	var total int64
 	ident := pgx.Identifier{name}.Sanitize()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fmt.Sprint(s.lockTimeout.Milliseconds())); err != nil {
+		// The count's lateral join is a nested loop by nature, one index descent per topic;
+		// the store's sessions have nested loops off (see Open).
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('enable_nestloop', 'on', true)`,
+			fmt.Sprint(s.lockTimeout.Milliseconds())); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `LOCK TABLE `+ident+` IN SHARE MODE`); err != nil {
@@ -177,9 +180,13 @@ WITH page AS (
     WHERE topic = $1 AND (xid, seq) > ($2::text::xid8, $3)
     ORDER BY xid, seq LIMIT $4
 ),
+fresh AS (
+    SELECT xid, seq FROM page WHERE NOT expired ORDER BY xid, seq LIMIT 1
+),
 bound AS (
-    SELECT xid, seq FROM page p
-    WHERE expired AND NOT EXISTS (SELECT FROM page f WHERE NOT f.expired AND (f.xid, f.seq) < (p.xid, p.seq))
+    SELECT xid, seq FROM page
+    WHERE expired AND (NOT EXISTS (SELECT FROM fresh)
+                       OR (xid, seq) < ((SELECT xid FROM fresh), (SELECT seq FROM fresh)))
     ORDER BY xid DESC, seq DESC LIMIT 1
 ),
 deleted AS (
@@ -189,14 +196,19 @@ deleted AS (
       AND processed_at < $5
     RETURNING xid, seq
 ),
+scan AS (
+    -- The last event deleted, or the horizon if that comes first.
+    SELECT CASE WHEN (b.xid, b.seq) < (h.horizon, 0) THEN b.xid ELSE h.horizon END AS xid,
+           CASE WHEN (b.xid, b.seq) < (h.horizon, 0) THEN b.seq ELSE 0 END AS seq
+    FROM (SELECT (SELECT xid FROM bound) AS xid, (SELECT seq FROM bound) AS seq) b,
+         (SELECT feed_horizon() AS horizon) h
+),
 counted AS (
     INSERT INTO expiry AS x (topic, expired, through_xid, through_seq, scan_xid, scan_seq)
-    SELECT $1, count(*), (array_agg(d.xid ORDER BY d.xid DESC, d.seq DESC))[1],
-           (array_agg(d.seq ORDER BY d.xid DESC, d.seq DESC))[1],
-           CASE WHEN (b.xid, b.seq) < (h.horizon, 0) THEN b.xid ELSE h.horizon END,
-           CASE WHEN (b.xid, b.seq) < (h.horizon, 0) THEN b.seq ELSE 0 END
-    FROM deleted d, bound b, (SELECT feed_horizon() AS horizon) h
-    GROUP BY b.xid, b.seq, h.horizon` + expiryUpsertSQL + `,
+    SELECT $1, count(*), (array_agg(xid ORDER BY xid DESC, seq DESC))[1],
+           (array_agg(seq ORDER BY xid DESC, seq DESC))[1], (SELECT xid FROM scan), (SELECT seq FROM scan)
+    FROM deleted
+    HAVING count(*) > 0` + expiryUpsertSQL + `,
         scan_xid = CASE WHEN (excluded.scan_xid, excluded.scan_seq) > (x.scan_xid, x.scan_seq)
                         THEN excluded.scan_xid ELSE x.scan_xid END,
         scan_seq = CASE WHEN (excluded.scan_xid, excluded.scan_seq) > (x.scan_xid, x.scan_seq)
