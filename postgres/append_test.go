@@ -382,6 +382,12 @@ func holdEvent(t *testing.T, ctx context.Context, u string, e uts.Event) (*pgx.C
 		t.Fatalf("begin: %v", err)
 	}
 	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	// The fingerprint is what an append waits on; the event goes with it, as an append's.
+	if _, err := tx.Exec(ctx, `INSERT INTO fingerprints (key, content, at)
+		VALUES (fingerprint_key($1, $2), content_tag(decode($3, 'hex')), floor(extract(epoch FROM now()) / 60))`,
+		e.Topic, e.EventID, e.ContentHash()); err != nil {
+		t.Fatalf("insert the held fingerprint: %v", err)
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO events (topic, event_id, ts, ts_nanos, source, payload, content_hash)
 		VALUES ($1, $2, $3, 0, $4, $5, decode($6, 'hex'))`,
 		e.Topic, e.EventID, e.Timestamp, e.Source, string(e.Payload), e.ContentHash()); err != nil {

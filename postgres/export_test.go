@@ -20,6 +20,12 @@ func WithCommitDelay(delay func() time.Duration) Option {
 	return func(s *Store) { s.commitDelay = delay }
 }
 
+// WithLockTimeout sets how long expiry and partition creation wait for a lock on the events
+// table.
+func WithLockTimeout(d time.Duration) Option {
+	return func(s *Store) { s.lockTimeout = d }
+}
+
 // MigrateTo brings the schema of url up to version last only.
 func MigrateTo(ctx context.Context, url string, last int) error {
 	pool, err := pgxpool.New(ctx, url)

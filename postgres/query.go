@@ -218,14 +218,20 @@ func (s *Store) readEvents(ctx context.Context, query string, args []any) (event
 	return events, readable, nil
 }
 
-// statsSQL reads every total in one statement, so from one snapshot: the counters add up.
-// The row with a NULL topic carries the dead letters.
+// statsSQL reads every total in one statement, so from one snapshot: the counters add up,
+// and what is stored is what was ever stored less what expired, with no count of the events.
+// The row with a NULL topic carries the dead letters and the size on disk: every table of
+// the schema (a partition is one), with its indexes and TOAST.
 const statsSQL = `
-SELECT topic, sum(unique_count)::bigint, sum(duplicates)::bigint, sum(conflicts)::bigint, max(last_event_at)
-FROM topic_counters
-GROUP BY topic
+SELECT c.topic, c.unique_count, c.duplicates, c.conflicts, c.last_event_at, coalesce(x.expired, 0), 0::bigint
+FROM (SELECT topic, sum(unique_count)::bigint AS unique_count, sum(duplicates)::bigint AS duplicates,
+             sum(conflicts)::bigint AS conflicts, max(last_event_at) AS last_event_at
+      FROM topic_counters GROUP BY topic) c
+LEFT JOIN expiry x ON x.topic = c.topic
 UNION ALL
-SELECT NULL, coalesce(sum(count), 0)::bigint, 0, 0, NULL
+SELECT NULL, coalesce(sum(count), 0)::bigint, 0, 0, NULL, 0,
+       (SELECT coalesce(sum(pg_total_relation_size(r.oid)), 0)::bigint FROM pg_class r
+        WHERE r.relnamespace = current_schema()::regnamespace AND r.relkind IN ('r', 'm'))
 FROM dead_letters`
 
 // Stats sums the counter shards.
@@ -241,14 +247,18 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 		duplicates int64
 		conflicts  int64
 		last       *time.Time
+		expired    int64
+		disk       int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&topic, &unique, &duplicates, &conflicts, &last}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&topic, &unique, &duplicates, &conflicts, &last, &expired, &disk}, func() error {
 		if topic == nil {
 			stats.DeadLettered = unique
 			stats.Received += unique
+			stats.DiskBytes = disk
 			return nil
 		}
-		t := uts.TopicStats{Topic: *topic, Unique: unique, Duplicates: duplicates, Conflicts: conflicts}
+		t := uts.TopicStats{Topic: *topic, Unique: unique, Stored: unique - expired, Expired: expired,
+			Duplicates: duplicates, Conflicts: conflicts}
 		if last != nil {
 			t.LastEventAt = last.UTC()
 		}
@@ -257,11 +267,13 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 		stats.UniqueProcessed += unique
 		stats.DuplicateDropped += duplicates
 		stats.DuplicateConflicts += conflicts
+		stats.Expired += expired
 		return nil
 	})
 	if err != nil {
 		return uts.Stats{}, wrap("stats", err)
 	}
+	stats.Stored = stats.UniqueProcessed - stats.Expired
 	// Sorted here, by bytes, rather than by the database's collation, so that every store
 	// orders topics alike.
 	slices.SortFunc(stats.Topics, func(a, b uts.TopicStats) int { return cmp.Compare(a.Topic, b.Topic) })

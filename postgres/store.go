@@ -83,6 +83,10 @@ type Store struct {
 	// commitDelay, set by tests only, holds each Append's transaction open that long after
 	// its statement ran: a transaction that drew its sequence numbers early and commits late.
 	commitDelay func() time.Duration
+	// partitionWidth is the time range of each new partition of the events table.
+	partitionWidth time.Duration
+	// lockTimeout is defaultLockTimeout, shorter in tests.
+	lockTimeout time.Duration
 }
 
 // heldBackRecheck is how soon readers are woken again after a read held back committed
@@ -127,9 +131,19 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, log: slog.Default()}
+	s := &Store{pool: pool, log: slog.Default(), partitionWidth: DefaultPartitionWidth,
+		lockTimeout: defaultLockTimeout}
 	for _, opt := range opts {
 		opt(s)
+	}
+	// The partitions ahead. One that cannot be created now, because the events table stays
+	// locked past lockTimeout, is created by the next Expire; until then the default
+	// partition takes its events.
+	if err := s.ensurePartitions(ctx); isLockTimeout(err) {
+		s.log.Warn("postgres: the events partitions ahead could not be created at open; expiry will", "err", err)
+	} else if err != nil {
+		pool.Close()
+		return nil, err
 	}
 	if s.replicas, err = newCommitSignal(ctx, pool, &s.committed, s.log); err != nil {
 		pool.Close()

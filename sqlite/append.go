@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -12,11 +13,13 @@ import (
 
 // Append stores the batch in one transaction; see uts.Store.
 //
-// The batch's distinct keys go in with one multi-row INSERT per chunk: the unique index
-// decides what is new, and RETURNING says what happened to each key — a new row comes back
-// with its own hash, a key stored with other content with the stored hash (a conflict), a
-// retry not at all (see insertSQL). Deliveries go in first, and an event whose delivery was
-// recorded before is left out of the rest (see deliveries.go).
+// The batch's distinct keys' fingerprints go in with one multi-row INSERT per chunk: the
+// fingerprints' key decides what is new, also for keys whose events retention deleted, and
+// RETURNING says what happened to each key — a new one comes back with its own content tag, a
+// key stored with other content with the stored tag (a conflict), a retry not at all (see
+// fingerprintSQL). Then the new keys' events go in, with seq handed out from the counters'
+// last_seq (see schemaV4). Deliveries go in first, and an event whose delivery was recorded
+// before is left out of the rest (see deliveries.go).
 func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
 	if len(events) == 0 {
 		return []uts.Outcome{}, nil
@@ -36,7 +39,12 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	var positions []int
 	err := s.withWriter(ctx, func() error {
 		return s.transaction(ctx, func() error {
-			processedAt := time.Now().UnixNano()
+			lastSeq, lastProcessedAt, err := s.writes.highWater()
+			if err != nil {
+				return classify(ctx, "append: read counters", err)
+			}
+			// Never before the last Append's: see schemaV4.
+			processedAt := max(time.Now().UnixNano(), lastProcessedAt)
 			fresh := b
 			if units != nil {
 				redelivered, err := s.writes.recordDeliveries(events, units, processedAt)
@@ -45,8 +53,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 				}
 				fresh, positions = b.without(redelivered)
 			}
-			var err error
-			outcomes, err = s.appendFresh(ctx, fresh, processedAt)
+			outcomes, err = s.appendFresh(ctx, fresh, lastSeq+1, processedAt)
 			return err
 		})
 	})
@@ -71,11 +78,14 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 }
 
 // appendFresh stores and counts the batch, none of it delivered before.
-func (s *Store) appendFresh(ctx context.Context, b *batch, processedAt int64) ([]uts.Outcome, error) {
+func (s *Store) appendFresh(ctx context.Context, b *batch, firstSeq, processedAt int64) ([]uts.Outcome, error) {
 	if len(b.events) == 0 {
 		return nil, nil
 	}
-	if err := s.writes.insert(b, processedAt); err != nil {
+	if err := s.writes.insertFingerprints(b, minutesOf(processedAt)); err != nil {
+		return nil, classify(ctx, "append: insert fingerprints", err)
+	}
+	if err := s.writes.insert(b, firstSeq, processedAt); err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
 	outcomes := b.outcomes()
@@ -83,6 +93,16 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, processedAt int64) ([
 		return nil, classify(ctx, "append: count", err)
 	}
 	return outcomes, nil
+}
+
+// highWater reads the greatest seq handed out and the latest processed_at; see schemaV4.
+func (w *writeStatements) highWater() (lastSeq, lastProcessedAt int64, err error) {
+	stmt := w.readCounters
+	defer stmt.Reset()
+	if !stmt.Step() {
+		return 0, 0, errors.Join(stmt.Err(), errors.New("no counters row"))
+	}
+	return stmt.ColumnInt64(0), stmt.ColumnInt64(1), nil
 }
 
 // Timestamps are stored as int64 unix nanoseconds, which span these instants.
@@ -128,15 +148,19 @@ func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
 type batch struct {
 	events []uts.Event
 	hashes []string
+	// prints are the fingerprints of the first occurrences (zero for the others), and byPrint
+	// finds a first occurrence by its fingerprint's key.
+	prints  []uts.Fingerprint
+	byPrint map[[16]byte]int
 	// first maps each key to the index of its first occurrence, the one that may be new.
 	first map[uts.Key]int
 	// distinct lists first occurrences in batch order, the order they are inserted in.
 	distinct []int
-	// inserted marks the first occurrences that the database took.
+	// inserted marks the first occurrences whose fingerprints were new, which are stored.
 	inserted []bool
-	// conflicting holds the stored hash of each key the database refused because it holds
-	// other content; a refused key missing here holds this batch's content (a retry).
-	conflicting map[uts.Key]string
+	// conflicting holds the stored content tag of each key refused because its fingerprint
+	// holds other content; a refused key missing here holds this batch's content (a retry).
+	conflicting map[uts.Key]uint32
 }
 
 func newBatch(events []uts.Event) *batch {
@@ -147,20 +171,25 @@ func newBatch(events []uts.Event) *batch {
 	return sortOut(events, hashes)
 }
 
-// sortOut finds the first occurrences of events whose hashes are known.
+// sortOut finds the first occurrences of events whose hashes are known, and fingerprints them.
 func sortOut(events []uts.Event, hashes []string) *batch {
 	b := &batch{
 		events:      events,
 		hashes:      hashes,
+		prints:      make([]uts.Fingerprint, len(events)),
+		byPrint:     make(map[[16]byte]int, len(events)),
 		first:       make(map[uts.Key]int, len(events)),
 		distinct:    make([]int, 0, len(events)),
 		inserted:    make([]bool, len(events)),
-		conflicting: make(map[uts.Key]string),
+		conflicting: make(map[uts.Key]uint32),
 	}
-	for i, e := range events {
+	for i := range events {
+		e := &events[i]
 		if _, seen := b.first[e.Key()]; !seen {
 			b.first[e.Key()] = i
 			b.distinct = append(b.distinct, i)
+			b.prints[i] = fingerprintOf(e, hashes[i])
+			b.byPrint[b.prints[i].Key] = i
 		}
 	}
 	return b
@@ -168,23 +197,27 @@ func sortOut(events []uts.Event, hashes []string) *batch {
 
 // outcomes compares every occurrence that was not stored with what is stored under its key.
 // A later occurrence of a key new in this batch compares with the first occurrence, which
-// is what got stored.
+// is what got stored, hash to hash; one of a key stored before compares with the stored
+// fingerprint's content tag, all that may be left of it.
 func (b *batch) outcomes() []uts.Outcome {
 	outcomes := make([]uts.Outcome, len(b.events))
 	for i, e := range b.events {
 		first := b.first[e.Key()]
-		var stored string
+		var same bool
 		switch {
 		case first == i && b.inserted[i]:
 			outcomes[i] = uts.OutcomeNew
 			continue
+		case b.inserted[first]:
+			same = b.hashes[i] == b.hashes[first]
 		default:
-			stored = b.hashes[first] // stored by this batch, or already stored with this content
-			if hash, other := b.conflicting[e.Key()]; other {
-				stored = hash
+			stored := b.prints[first].Content // already stored with this content
+			if tag, other := b.conflicting[e.Key()]; other {
+				stored = tag
 			}
+			same = uts.ContentTag(b.hashes[i]) == stored
 		}
-		if b.hashes[i] == stored {
+		if same {
 			outcomes[i] = uts.OutcomeDuplicate
 		} else {
 			outcomes[i] = uts.OutcomeConflict
@@ -207,6 +240,7 @@ func (w *writeStatements) addCounts(events []uts.Event, outcomes []uts.Outcome, 
 	bind.int64(int64(total.Unique))
 	bind.int64(int64(total.Duplicates))
 	bind.int64(int64(total.Conflicts))
+	bind.int64(processedAt)
 	if bind.err != nil {
 		return bind.err
 	}

@@ -33,7 +33,7 @@ func TestPruneDeliveries(t *testing.T) {
 }
 
 // TestMigratesVersion1 opens a file written by the first schema: the deliveries and
-// subscriptions tables are added and what was stored stays.
+// subscriptions tables are added, then retention's, and what was stored stays.
 func TestMigratesVersion1(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
@@ -48,7 +48,10 @@ func TestMigratesVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`DROP TABLE deliveries; DROP TABLE subscriptions; PRAGMA user_version = 1`); err != nil {
+	if _, err := db.Exec(`DROP TABLE deliveries; DROP TABLE subscriptions; DROP TABLE fingerprints;
+		ALTER TABLE topics DROP COLUMN expired; ALTER TABLE topics DROP COLUMN expired_through;
+		ALTER TABLE counters DROP COLUMN last_seq; ALTER TABLE counters DROP COLUMN last_processed_at;
+		PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

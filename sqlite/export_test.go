@@ -20,3 +20,6 @@ func WithCommitDelay(delay func() time.Duration) Option {
 
 // Classify gives err a kind and a client's message as the store does with each of its errors.
 func Classify(ctx context.Context, op string, err error) error { return classify(ctx, op, err) }
+
+// SchemaV3 creates a file as versions up to 3 of this package did, to test the migrations.
+const SchemaV3 = schemaV1 + schemaV2 + schemaV3

@@ -6,11 +6,9 @@ import (
 	"strings"
 
 	"github.com/ncruces/go-sqlite3"
-
-	"github.com/uts-events/uts"
 )
 
-// maxChunk is the most rows one INSERT carries: 7 parameters a row keeps it far below
+// maxChunk is the most rows one INSERT carries: 8 parameters a row keeps it far below
 // SQLite's limit of 32766, and past a few hundred rows a longer statement gains nothing.
 const maxChunk = 256
 
@@ -18,22 +16,32 @@ const maxChunk = 256
 // once per power-of-two row count, so any batch is a few precompiled statements
 // (1000 rows: 256×3+128+64+32+8).
 type writeStatements struct {
-	insertBySize map[int]*sqlite3.Stmt
-	recordBySize map[int]*sqlite3.Stmt // deliveries, like insertBySize
+	insertBySize      map[int]*sqlite3.Stmt
+	fingerprintBySize map[int]*sqlite3.Stmt // fingerprints, like insertBySize
+	recordBySize      map[int]*sqlite3.Stmt // deliveries, like insertBySize
+	// readCounters reads the high-water marks an Append continues from (see schemaV4).
+	readCounters *sqlite3.Stmt
 	addCounters  *sqlite3.Stmt
 	addTopic     *sqlite3.Stmt
 	deadLetter   *sqlite3.Stmt
 	// recordDeadLetter records a dead-lettered delivery under the empty key, which no event has.
 	recordDeadLetter *sqlite3.Stmt
 	prune            *sqlite3.Stmt
-	begin            *sqlite3.Stmt
-	commit           *sqlite3.Stmt
-	rollback         *sqlite3.Stmt
-	ping             *sqlite3.Stmt
+	// Expire's statements: see expire.go and fingerprints.go.
+	expiryHead         *sqlite3.Stmt
+	expireEvents       *sqlite3.Stmt
+	addExpired         *sqlite3.Stmt
+	sweepFingerprints  *sqlite3.Stmt
+	deleteFingerprints *sqlite3.Stmt
+	begin              *sqlite3.Stmt
+	commit             *sqlite3.Stmt
+	rollback           *sqlite3.Stmt
+	ping               *sqlite3.Stmt
 }
 
 func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
-	w := &writeStatements{insertBySize: make(map[int]*sqlite3.Stmt), recordBySize: make(map[int]*sqlite3.Stmt)}
+	w := &writeStatements{insertBySize: make(map[int]*sqlite3.Stmt), fingerprintBySize: make(map[int]*sqlite3.Stmt),
+		recordBySize: make(map[int]*sqlite3.Stmt)}
 	var err error
 	prepare := func(query string) *sqlite3.Stmt {
 		stmt, _, prepErr := conn.Prepare(query)
@@ -44,11 +52,14 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	}
 	for n := 1; n <= maxChunk; n *= 2 {
 		w.insertBySize[n] = prepare(insertSQL(n))
+		w.fingerprintBySize[n] = prepare(fingerprintSQL(n))
 		w.recordBySize[n] = prepare(recordSQL(n))
 	}
+	w.readCounters = prepare(`SELECT last_seq, last_processed_at FROM counters WHERE id = 1`)
 	w.addCounters = prepare(`UPDATE counters SET
-		received = received + ?, unique_processed = unique_processed + ?,
-		duplicate_dropped = duplicate_dropped + ?, duplicate_conflicts = duplicate_conflicts + ?
+		received = received + ?1, unique_processed = unique_processed + ?2,
+		duplicate_dropped = duplicate_dropped + ?3, duplicate_conflicts = duplicate_conflicts + ?4,
+		last_seq = last_seq + ?2, last_processed_at = max(last_processed_at, ?5)
 		WHERE id = 1`)
 	// last_event_at follows the topic's latest new event even if the clock stepped back.
 	w.addTopic = prepare(`INSERT INTO topics (topic, unique_processed, duplicates, conflicts, last_event_at)
@@ -62,6 +73,11 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	w.recordDeadLetter = prepare(`INSERT INTO deliveries (delivery, topic, event_id, recorded_at) VALUES (?, '', '', ?)
 		ON CONFLICT DO NOTHING`)
 	w.prune = prepare(pruneSQL)
+	w.expiryHead = prepare(expiryHeadSQL)
+	w.expireEvents = prepare(expireEventsSQL)
+	w.addExpired = prepare(addExpiredSQL)
+	w.sweepFingerprints = prepare(sweepFingerprintsSQL)
+	w.deleteFingerprints = prepare(deleteFingerprintsSQL)
 	w.begin = prepare(`BEGIN IMMEDIATE`)
 	w.commit = prepare(`COMMIT`)
 	w.rollback = prepare(`ROLLBACK`)
@@ -73,31 +89,28 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	return w, nil
 }
 
-// insertSQL inserts rows and says what it did with each, with no second query: a new key
-// comes back with its own hash; a key stored with other content takes a no-op update (rare:
-// a producer bug) that brings back the stored hash; a key stored with the same content, a
-// retry, does not come back. Looking the refused keys up instead cost a third of Append.
+// insertSQL inserts the new events, seq given: the fingerprints decided already which keys
+// are new (see fingerprintSQL), and Append hands out seq itself (see schemaV4). The UNIQUE
+// (topic, event_id) index stays, for StoredHash's one indexed read.
 func insertSQL(rows int) string {
 	var q strings.Builder
-	q.WriteString(`INSERT INTO events (topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
+	q.WriteString(`INSERT INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
 	for i := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,?,?,?,?,?,?)`)
+		q.WriteString(`(?,?,?,?,?,?,?,?)`)
 	}
-	q.WriteString(` ON CONFLICT (topic, event_id) DO UPDATE SET content_hash = content_hash
-		WHERE content_hash <> excluded.content_hash
-		RETURNING topic, event_id, content_hash`)
 	return q.String()
 }
 
 func (w *writeStatements) close() error {
 	var errs []error
-	for _, stmt := range []*sqlite3.Stmt{w.addCounters, w.addTopic, w.deadLetter, w.recordDeadLetter, w.prune, w.begin, w.commit, w.rollback, w.ping} {
+	for _, stmt := range []*sqlite3.Stmt{w.readCounters, w.addCounters, w.addTopic, w.deadLetter, w.recordDeadLetter, w.prune,
+		w.expiryHead, w.expireEvents, w.addExpired, w.sweepFingerprints, w.deleteFingerprints, w.begin, w.commit, w.rollback, w.ping} {
 		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
-	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.recordBySize} {
+	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.fingerprintBySize, w.recordBySize} {
 		for _, stmt := range stmts {
 			errs = append(errs, stmt.Close())
 		}
@@ -105,16 +118,47 @@ func (w *writeStatements) close() error {
 	return errors.Join(errs...)
 }
 
-// insert inserts the batch's first occurrences in batch order, which is also the order of
-// their seq, and marks those the database took.
-func (w *writeStatements) insert(b *batch, processedAt int64) error {
-	rows := b.distinct
+// insert inserts the events whose fingerprints were new, in batch order, which is also the
+// order of their seq: firstSeq, firstSeq+1, and so on.
+func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) error {
+	var fresh []int
+	for _, i := range b.distinct {
+		if b.inserted[i] {
+			fresh = append(fresh, i)
+		}
+	}
+	seq := firstSeq
+	return chunked(fresh, func(rows []int) error {
+		stmt := w.insertBySize[len(rows)]
+		bind := binder{stmt: stmt}
+		for _, i := range rows {
+			e := &b.events[i]
+			bind.int64(seq)
+			seq++
+			bind.text(e.Topic)
+			bind.text(e.EventID)
+			bind.int64(e.Timestamp.UnixNano())
+			bind.text(e.Source)
+			bind.bytes(e.Payload)
+			bind.text(b.hashes[i])
+			bind.int64(processedAt)
+		}
+		if bind.err != nil {
+			return bind.err
+		}
+		return stmt.Exec()
+	})
+}
+
+// chunked calls insert with rows cut into chunks of precompiled sizes: powers of two up to
+// maxChunk.
+func chunked(rows []int, insert func(rows []int) error) error {
 	for len(rows) > 0 {
 		n := maxChunk
 		for n > len(rows) {
 			n /= 2
 		}
-		if err := w.insertChunk(b, rows[:n], processedAt); err != nil {
+		if err := insert(rows[:n]); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -122,37 +166,7 @@ func (w *writeStatements) insert(b *batch, processedAt int64) error {
 	return nil
 }
 
-func (w *writeStatements) insertChunk(b *batch, rows []int, processedAt int64) error {
-	stmt := w.insertBySize[len(rows)]
-	defer stmt.Reset()
-	bind := binder{stmt: stmt}
-	for _, i := range rows {
-		e := &b.events[i]
-		bind.text(e.Topic)
-		bind.text(e.EventID)
-		bind.int64(e.Timestamp.UnixNano())
-		bind.text(e.Source)
-		bind.bytes(e.Payload)
-		bind.text(b.hashes[i])
-		bind.int64(processedAt)
-	}
-	if bind.err != nil {
-		return bind.err
-	}
-	for stmt.Step() {
-		key := uts.Key{Topic: stmt.ColumnText(0), EventID: stmt.ColumnText(1)}
-		i, ok := b.first[key]
-		if !ok {
-			return errors.New("insert returned a key that is not in the batch")
-		}
-		if hash := stmt.ColumnRawText(2); string(hash) == b.hashes[i] {
-			b.inserted[i] = true
-		} else {
-			b.conflicting[key] = string(hash)
-		}
-	}
-	return stmt.Err()
-}
+var errNotInBatch = errors.New("insert returned a key that is not in the batch")
 
 // binder binds a statement's parameters in order and keeps the first error, so that a row
 // of them reads as a row.

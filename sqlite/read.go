@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
 	"time"
 
 	"github.com/uts-events/uts"
@@ -93,7 +94,7 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 	}
 
 	// The topics table's key uses SQLite's default BINARY collation: byte order, as Go sorts.
-	rows, err := tx.QueryContext(ctx, `SELECT topic, unique_processed, duplicates, conflicts, last_event_at
+	rows, err := tx.QueryContext(ctx, `SELECT topic, unique_processed, duplicates, conflicts, last_event_at, expired
 		FROM topics ORDER BY topic`)
 	if err != nil {
 		return uts.Stats{}, classify(ctx, "stats: topics", err)
@@ -103,20 +104,38 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 	for rows.Next() {
 		var t uts.TopicStats
 		var last int64
-		if err := rows.Scan(&t.Topic, &t.Unique, &t.Duplicates, &t.Conflicts, &last); err != nil {
+		if err := rows.Scan(&t.Topic, &t.Unique, &t.Duplicates, &t.Conflicts, &last, &t.Expired); err != nil {
 			return uts.Stats{}, classify(ctx, "stats: topics", err)
 		}
 		t.LastEventAt = fromUnixNano(last)
+		t.Stored = t.Unique - t.Expired
+		st.Expired += t.Expired
 		st.Topics = append(st.Topics, t)
 	}
 	if err := rows.Err(); err != nil {
 		return uts.Stats{}, classify(ctx, "stats: topics", err)
 	}
+	st.Stored = st.UniqueProcessed - st.Expired
+	st.DiskBytes = s.diskBytes()
 	return st, nil
 }
 
+// diskBytes is the size of the file and of its write-ahead log; the WAL holds pages until a
+// checkpoint copies them into the file, and is the store's as much as the file is. Each
+// file's error leaves it out: a WAL may be missing between connections.
+func (s *Store) diskBytes() int64 {
+	var total int64
+	for _, name := range []string{s.path, s.path + "-wal"} {
+		if fi, err := os.Stat(name); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total
+}
+
 // StoredHash returns the stored event's content hash; see uts.Store. It reads through the
-// reader pool, so it never waits behind an Append.
+// reader pool, so it never waits behind an Append. An expired event's key finds nothing:
+// only its fingerprint is left, which holds no hash.
 func (s *Store) StoredHash(ctx context.Context, key uts.Key) (string, error) {
 	if s.closed.Load() {
 		return "", uts.Unavailable("the store is closed", nil)

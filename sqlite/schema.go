@@ -6,20 +6,27 @@ import (
 	"fmt"
 
 	"github.com/ncruces/go-sqlite3"
+
+	"github.com/uts-events/uts"
 )
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer version of this
 // package is refused rather than misread.
-const schemaVersion = 3
+const schemaVersion = 4
 
-// migrations[v] brings a file from version v to v+1.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+// migrations[v] brings a file from version v to v+1, inside migrate's transaction.
+var migrations = []func(*sqlite3.Conn) error{execMigration(schemaV1), execMigration(schemaV2), execMigration(schemaV3), migrateV4}
+
+func execMigration(sql string) func(*sqlite3.Conn) error {
+	return func(conn *sqlite3.Conn) error { return conn.Exec(sql) }
+}
 
 // schemaV1 creates the events and their counters. Times are unix nanoseconds in UTC:
 // integers keep nanoseconds exactly, compare as numbers and cost nothing to parse.
 //
-// seq is the rowid without AUTOINCREMENT: rows are never deleted, so max(seq)+1 is already
-// monotonic, and AUTOINCREMENT would add a write to sqlite_sequence on every insert.
+// seq is the rowid without AUTOINCREMENT. Up to version 3 rows were never deleted, so
+// SQLite's max(seq)+1 was monotonic; since retention deletes them (version 4), Append assigns
+// seq itself from counters.last_seq (see schemaV4).
 const schemaV1 = `
 CREATE TABLE events (
 	seq          INTEGER PRIMARY KEY,
@@ -83,6 +90,100 @@ CREATE TABLE subscriptions (
 ) WITHOUT ROWID;
 `
 
+// schemaV4 adds retention (issue #10).
+//
+// fingerprints is the deduplication authority from now on (see uts.Fingerprint): a row per
+// key ever stored, which outlives the key's event when retention deletes it. key is the
+// 16-byte uts.KeyFingerprint, content the uts.ContentTag stored as a signed 32-bit integer
+// (SQLite stores any int32 in 4 bytes, a uint32 past 2³¹ in 6), minutes the event's
+// processed_at in whole minutes since the epoch, for Retention.Fingerprints. WITHOUT ROWID
+// makes the key the table's own B-tree: no rowid and no second index, which is what keeps a
+// fingerprint under 40 bytes on disk.
+//
+// topics.expired counts the topic's events deleted by retention and expired_through is the
+// greatest seq among them (uts.Store.ExpiredThrough), both moved in the deleting transaction.
+//
+// counters.last_seq is the greatest seq ever handed out. Expiry may delete the newest events,
+// after which SQLite's own choice, max(rowid)+1, would hand their seq out again and a reader
+// that had read them would skip the new ones. Append reads last_seq with last_processed_at at
+// the start of its transaction (a point read of a page always in cache) and writes both back
+// in the UPDATE of the counters it did already, so keeping it costs one SELECT an Append and
+// no extra write; AUTOINCREMENT would have written sqlite_sequence on every INSERT statement
+// (several a batch) and could only be had by copying the whole events table. last_processed_at
+// keeps processed_at from going backwards when the clock steps back, so that each topic's
+// events in seq order are in processed_at order too: what has expired is always a prefix of
+// the topic's feed, which Expire deletes oldest first through the (topic, seq) index and
+// without an index on processed_at.
+const schemaV4 = `
+CREATE TABLE fingerprints (
+	key     BLOB    PRIMARY KEY,
+	content INTEGER NOT NULL,
+	minutes INTEGER NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE topics ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE topics ADD COLUMN expired_through INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE counters ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE counters ADD COLUMN last_processed_at INTEGER NOT NULL DEFAULT 0;
+`
+
+// migrateV4 creates the version 4 tables and fills fingerprints and the counters' high-water
+// marks from the events stored, in chunks of rows so that the Go side holds one chunk at a
+// time, all in migrate's transaction.
+func migrateV4(conn *sqlite3.Conn) error {
+	if err := conn.Exec(schemaV4); err != nil {
+		return err
+	}
+	read, _, err := conn.Prepare(`SELECT seq, topic, event_id, content_hash, processed_at FROM events WHERE seq > ? ORDER BY seq LIMIT 10000`)
+	if err != nil {
+		return err
+	}
+	defer read.Close()
+	write, _, err := conn.Prepare(`INSERT INTO fingerprints (key, content, minutes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer write.Close()
+	type row struct {
+		print   uts.Fingerprint
+		minutes int64
+	}
+	var lastSeq, lastProcessedAt int64
+	rows := make([]row, 0, 10000)
+	for {
+		rows = rows[:0]
+		if err := read.BindInt64(1, lastSeq); err != nil {
+			return err
+		}
+		for read.Step() {
+			lastSeq = read.ColumnInt64(0)
+			key := uts.Key{Topic: read.ColumnText(1), EventID: read.ColumnText(2)}
+			processedAt := read.ColumnInt64(4)
+			lastProcessedAt = max(lastProcessedAt, processedAt)
+			rows = append(rows, row{uts.FingerprintOf(key, read.ColumnText(3)), minutesOf(processedAt)})
+		}
+		if err := errors.Join(read.Err(), read.Reset()); err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			bind := binder{stmt: write}
+			bind.bytes16(r.print.Key)
+			bind.int64(contentColumn(r.print.Content))
+			bind.int64(r.minutes)
+			err := bind.err
+			if err == nil {
+				err = write.Exec()
+			}
+			if err != nil {
+				return fmt.Errorf("backfill fingerprints: %w", err)
+			}
+		}
+	}
+	return conn.Exec(fmt.Sprintf(`UPDATE counters SET last_seq = %d, last_processed_at = %d WHERE id = 1`, lastSeq, lastProcessedAt))
+}
+
 // migrate brings the file to schemaVersion in one transaction, so a crash mid-way leaves
 // the file as it was.
 func migrate(ctx context.Context, conn *sqlite3.Conn) (err error) {
@@ -108,7 +209,7 @@ func migrate(ctx context.Context, conn *sqlite3.Conn) (err error) {
 		return fmt.Errorf("schema version %d is newer than this program's %d", version, schemaVersion)
 	}
 	for v := version; v < schemaVersion; v++ {
-		if err := conn.Exec(migrations[v]); err != nil {
+		if err := migrations[v](conn); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 // writer's CPU, and the writer is what bounds the event rate.
 type Store struct {
 	dir    string // the file's folder, whose file system diagnose inspects
+	path   string // the file, whose size and its WAL's Stats reports
 	writer *sqlite3.Conn
 	read   *sql.DB
 	// writing is a lock that a waiting Append can give up on when its context ends; whoever
@@ -46,6 +48,12 @@ type Store struct {
 	log *slog.Logger
 	// committed wakes the feed's readers (see uts.Store.Committed).
 	committed notify.Broadcaster
+	// expiring serializes Expire calls, which own nextTopic and sweep.
+	expiring sync.Mutex
+	// nextTopic is where the next Expire starts, after one that stopped at its limit.
+	nextTopic string
+	// sweep is where the fingerprints' sweep goes on from (see sweepFingerprints).
+	sweep fingerprintSweep
 	// commitDelay, set by tests only, holds each Append's transaction open that long before
 	// it commits.
 	commitDelay func() time.Duration
@@ -123,7 +131,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
 
-	s := &Store{dir: filepath.Dir(path), writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
+	s := &Store{dir: filepath.Dir(path), path: path, writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
 	for _, opt := range opts {
 		opt(s)
 	}

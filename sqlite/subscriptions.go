@@ -51,7 +51,7 @@ func (s *Store) CreateSubscription(ctx context.Context, spec uts.SubscriptionSpe
 				return nil
 			}
 			var count, latest int64
-			err = s.writerQuery(`SELECT count(*), (SELECT coalesce(max(seq), 0) FROM events) FROM subscriptions`, nil,
+			err = s.writerQuery(`SELECT count(*), (SELECT last_seq FROM counters WHERE id = 1) FROM subscriptions`, nil,
 				func(stmt *sqlite3.Stmt) { count, latest = stmt.ColumnInt64(0), stmt.ColumnInt64(1) })
 			if err != nil {
 				return classify(ctx, "create subscription", err)
@@ -160,7 +160,8 @@ func (s *Store) CommitSubscription(ctx context.Context, name string, c uts.Curso
 				return notFound(name)
 			}
 			var last int64
-			err = s.writerQuery(`SELECT coalesce(max(seq), 0) FROM events`, nil,
+			// The greatest seq ever handed out, an expired event's included.
+			err = s.writerQuery(`SELECT last_seq FROM counters WHERE id = 1`, nil,
 				func(stmt *sqlite3.Stmt) { last = stmt.ColumnInt64(0) })
 			if err != nil {
 				return classify(ctx, "commit subscription", err)
