@@ -38,8 +38,20 @@ func retentionRows(b *testing.B, def int) int {
 // reports its fingerprints' size on disk per fingerprint: heap and primary key.
 func BenchmarkAppendFingerprints(b *testing.B) {
 	n := retentionRows(b, 10_000_000)
-	empty, _ := openStore(b)
-	full, u := openStore(b)
+	// Each store's backends are found by their application_name, to read the server's CPU
+	// time per event (see BenchmarkAppendServerCPU): steadier than events/s on a busy machine.
+	app := "uts-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	openApp := func(name string) (*postgres.Store, string) {
+		u := testenv.PostgresSchema(b) + "&application_name=" + app + name
+		s, err := postgres.Open(b.Context(), u)
+		if err != nil {
+			b.Fatalf("Open: %v", err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s, u
+	}
+	empty, _ := openApp("-empty")
+	full, u := openApp("-full")
 	pool := benchPool(b, u)
 	start := time.Now()
 	if _, err := pool.Exec(b.Context(), `INSERT INTO fingerprints (key, content, at)
@@ -56,11 +68,20 @@ func BenchmarkAppendFingerprints(b *testing.B) {
 	if err := pool.QueryRow(b.Context(), `SELECT pg_table_size('fingerprints'), pg_indexes_size('fingerprints')`).Scan(&heap, &index); err != nil {
 		b.Fatal(err)
 	}
-	for try := range 3 {
-		b.Run(fmt.Sprintf("fingerprints=0/try=%d", try), func(b *testing.B) { storetest.BenchmarkAppend(b, empty, 1000) })
-		b.Run(fmt.Sprintf("fingerprints=%d/try=%d", n, try), func(b *testing.B) {
-			storetest.BenchmarkAppend(b, full, 1000)
+	appendTo := func(s *postgres.Store, name string) func(b *testing.B) {
+		return func(b *testing.B) {
+			before := backendsCPU(b, app+name)
+			storetest.BenchmarkAppend(b, s, 1000)
 			// After the appends: the benchmark's loop clears the metrics reported before it.
+			if spent := serverCPUSince(b, app+name, before); spent > 0 {
+				b.ReportMetric(float64(spent.Microseconds())/float64(b.N*1000), "server-µs/event")
+			}
+		}
+	}
+	for try := range 3 {
+		b.Run(fmt.Sprintf("fingerprints=0/try=%d", try), appendTo(empty, "-empty"))
+		b.Run(fmt.Sprintf("fingerprints=%d/try=%d", n, try), func(b *testing.B) {
+			appendTo(full, "-full")(b)
 			b.ReportMetric(float64(heap)/float64(n), "heap-B/fingerprint")
 			b.ReportMetric(float64(index)/float64(n), "index-B/fingerprint")
 		})
@@ -83,6 +104,8 @@ func BenchmarkAppendDuringExpiry(b *testing.B) {
 			}
 			defer s.Close()
 			pool := benchPool(b, u)
+			// Only the prepared events expire: the appends' own must not feed the expiry
+			// (the drop needs every topic to expire; the appends' are an hour from it).
 			r := uts.Retention{Events: time.Hour}
 			now := time.Now()
 			switch mode {
@@ -105,6 +128,7 @@ func BenchmarkAppendDuringExpiry(b *testing.B) {
 				// hour's retention expires them.
 				fillEvents(b, pool, rows, `now()`)
 				now = now.Add(2 * time.Hour)
+				r = uts.Retention{Topics: map[string]time.Duration{"bench.old": time.Hour}}
 			}
 			done := make(chan time.Duration, 1)
 			if mode == "none" {
