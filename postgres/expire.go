@@ -190,10 +190,17 @@ bound AS (
     ORDER BY xid DESC, seq DESC LIMIT 1
 ),
 deleted AS (
+    -- The rows after the cursor up to the bound, as three ranges that each bound both ends
+    -- of the index scan: a btree scan stops on the first column of a row comparison only,
+    -- so "(xid, seq) <= bound" read every row of the bound's transaction to the end, and
+    -- the events migrated from before the feed all have xid 0.
     DELETE FROM events
-    WHERE topic = $1 AND (xid, seq) > ($2::text::xid8, $3)
-      AND (xid, seq) <= ((SELECT xid FROM bound), (SELECT seq FROM bound))
-      AND processed_at < $5
+    WHERE topic = $1 AND processed_at < $5 AND EXISTS (SELECT FROM bound) AND (
+          (xid = $2::text::xid8 AND seq > $3
+           AND seq <= CASE WHEN (SELECT xid FROM bound) = $2::text::xid8 THEN (SELECT seq FROM bound)
+                           ELSE 9223372036854775807 END)
+       OR (xid > $2::text::xid8 AND xid < (SELECT xid FROM bound))
+       OR (xid = (SELECT xid FROM bound) AND xid > $2::text::xid8 AND seq <= (SELECT seq FROM bound)))
     RETURNING xid, seq
 ),
 scan AS (
