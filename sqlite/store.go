@@ -48,6 +48,9 @@ type Store struct {
 	log *slog.Logger
 	// committed wakes the feed's readers (see uts.Store.Committed).
 	committed notify.Broadcaster
+	// fingerprinted is set once the store holds a fingerprint: from then on Append looks keys
+	// up among them (see fingerprints.go). It is only ever set, by Expire.
+	fingerprinted atomic.Bool
 	// expiring serializes Expire calls, which own nextTopic and sweep.
 	expiring sync.Mutex
 	// nextTopic is where the next Expire starts, after one that stopped at its limit.
@@ -118,6 +121,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		writer.Close()
 		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
 	}
+	fingerprinted, err := hasFingerprints(writer)
+	if err != nil {
+		writes.close()
+		writer.Close()
+		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
+	}
 
 	// Readers are query_only: a read path that tried to write would fail instead of taking
 	// the write lock.
@@ -132,6 +141,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	read.SetMaxIdleConns(readers)
 
 	s := &Store{dir: filepath.Dir(path), path: path, writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
+	s.fingerprinted.Store(fingerprinted)
 	for _, opt := range opts {
 		opt(s)
 	}
