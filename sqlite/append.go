@@ -87,7 +87,7 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, firstSeq, processedAt
 		return nil, nil
 	}
 	if s.fingerprinted.Load() {
-		if err := s.writes.probeFingerprints(b); err != nil {
+		if err := s.writes.probeFingerprints(b, s.seen); err != nil {
 			return nil, classify(ctx, "append: read fingerprints", err)
 		}
 	}

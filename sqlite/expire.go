@@ -164,7 +164,7 @@ func (s *Store) expireChunk(ctx context.Context, topic string, cutoff int64, row
 				return classify(ctx, "expire: delete", err)
 			}
 			// The identities outlive the events, in the same transaction.
-			if err := s.writes.recordFingerprints(prints); err != nil {
+			if err := s.writes.recordFingerprints(prints, s.seen); err != nil {
 				return classify(ctx, "expire: record fingerprints", err)
 			}
 			// Set before the commit, under the writer: the next Append must look the keys up.

@@ -10,6 +10,7 @@ import (
 	"github.com/ncruces/go-sqlite3"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/bloom"
 )
 
 // Fingerprints (see schemaV4) keep the identities of the events that retention deleted. An
@@ -54,10 +55,18 @@ func probeSQL(rows int) string {
 const recordFingerprintSQL = `INSERT INTO fingerprints (key, content, minutes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
 
 // probeFingerprints finds the batch's keys whose events expired: they are not new, and their
-// later occurrences compare with the fingerprint's content tag.
-func (w *writeStatements) probeFingerprints(b *batch) error {
+// later occurrences compare with the fingerprint's content tag. Only the keys that the
+// in-memory filter may have are read: at 10 million fingerprints the table is far larger
+// than the page cache, and a read of each key cost Append half its rate (docs/benchmarks.md).
+func (w *writeStatements) probeFingerprints(b *batch, seen *bloom.Filter) error {
 	b.fingerprint()
-	return chunked(b.distinct, func(rows []int) error {
+	var maybe []int
+	for _, i := range b.distinct {
+		if seen.MayContain(b.prints[i]) {
+			maybe = append(maybe, i)
+		}
+	}
+	return chunked(maybe, func(rows []int) error {
 		stmt := w.probeBySize[len(rows)]
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
@@ -80,8 +89,9 @@ func (w *writeStatements) probeFingerprints(b *batch) error {
 }
 
 // recordFingerprints keeps the fingerprints of expired events, in key order, so that the
-// pages of the fingerprints' B-tree are visited once each, left to right.
-func (w *writeStatements) recordFingerprints(prints []expiredPrint) error {
+// pages of the fingerprints' B-tree are visited once each, left to right, and adds them to
+// the filter of those that exist.
+func (w *writeStatements) recordFingerprints(prints []expiredPrint, seen *bloom.Filter) error {
 	slices.SortFunc(prints, func(a, b expiredPrint) int { return bytes.Compare(a.Key[:], b.Key[:]) })
 	for _, p := range prints {
 		bind := binder{stmt: w.recordFingerprint}
@@ -95,6 +105,7 @@ func (w *writeStatements) recordFingerprints(prints []expiredPrint) error {
 		if err != nil {
 			return err
 		}
+		seen.Add(p.Key)
 	}
 	return nil
 }
@@ -172,15 +183,27 @@ func (b *binder) blob(v []byte) {
 	}
 }
 
-// hasFingerprints reports whether the file holds any fingerprint.
-func hasFingerprints(conn *sqlite3.Conn) (bool, error) {
-	stmt, _, err := conn.Prepare(`SELECT EXISTS (SELECT 1 FROM fingerprints)`)
+// loadFingerprints fills a filter with the file's fingerprints, sized for a quarter more than
+// there are before it first grows, and counts them: a pass over the keys in order, a few
+// seconds at 10 million.
+func loadFingerprints(conn *sqlite3.Conn) (*bloom.Filter, int64, error) {
+	count, _, err := conn.Prepare(`SELECT count(*) FROM fingerprints`)
 	if err != nil {
-		return false, err
+		return nil, 0, err
 	}
-	defer stmt.Close()
-	if !stmt.Step() {
-		return false, errors.Join(stmt.Err(), errors.New("no row"))
+	defer count.Close()
+	if !count.Step() {
+		return nil, 0, errors.Join(count.Err(), errors.New("no row"))
 	}
-	return stmt.ColumnBool(0), nil
+	n := count.ColumnInt64(0)
+	seen := bloom.New(max(n+n/4, 1<<20))
+	keys, _, err := conn.Prepare(`SELECT key FROM fingerprints`)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer keys.Close()
+	for keys.Step() {
+		seen.Add([16]byte(keys.ColumnRawBlob(0)))
+	}
+	return seen, n, keys.Err()
 }
