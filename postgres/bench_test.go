@@ -160,28 +160,7 @@ func BenchmarkAppendServerCPU(b *testing.B) {
 				b.Fatalf("Open: %v", err)
 			}
 			defer s.Close()
-			admin, err := pgx.Connect(b.Context(), testenv.PostgresURL(b))
-			if err != nil {
-				b.Fatalf("connect: %v", err)
-			}
-			defer admin.Close(context.Background())
-			backendCPU := func() map[int]time.Duration {
-				rows, err := admin.Query(b.Context(), `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app)
-				if err != nil {
-					b.Fatalf("pg_stat_activity: %v", err)
-				}
-				pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-				if err != nil {
-					b.Fatalf("pg_stat_activity: %v", err)
-				}
-				cpu := make(map[int]time.Duration, len(pids))
-				for _, pid := range pids {
-					if t, ok := processCPU(int(pid)); ok {
-						cpu[int(pid)] = t
-					}
-				}
-				return cpu
-			}
+			backendCPU := func() map[int]time.Duration { return backendsCPU(b, app) }
 
 			const batch = 1000
 			topics := []string{"orders", "payments", "shipments", "refunds", "signups"}
@@ -214,16 +193,48 @@ func BenchmarkAppendServerCPU(b *testing.B) {
 				}
 				n += batch
 			}
-			var spent time.Duration
-			for pid, t := range backendCPU() {
-				spent += t - before[pid]
-			}
+			spent := serverCPUSince(b, app, before)
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 			if spent > 0 {
 				b.ReportMetric(float64(spent.Microseconds())/float64(n), "server-µs/event")
 			}
 		})
 	}
+}
+
+// backendsCPU returns the CPU time of each server backend whose application_name is app,
+// read from /proc (see processCPU).
+func backendsCPU(b *testing.B, app string) map[int]time.Duration {
+	b.Helper()
+	admin, err := pgx.Connect(b.Context(), testenv.PostgresURL(b))
+	if err != nil {
+		b.Fatalf("connect: %v", err)
+	}
+	defer admin.Close(context.Background())
+	rows, err := admin.Query(b.Context(), `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app)
+	if err != nil {
+		b.Fatalf("pg_stat_activity: %v", err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatalf("pg_stat_activity: %v", err)
+	}
+	cpu := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		if t, ok := processCPU(int(pid)); ok {
+			cpu[int(pid)] = t
+		}
+	}
+	return cpu
+}
+
+// serverCPUSince is the CPU time the backends of app spent since before was read.
+func serverCPUSince(b *testing.B, app string, before map[int]time.Duration) time.Duration {
+	var spent time.Duration
+	for pid, t := range backendsCPU(b, app) {
+		spent += t - before[pid]
+	}
+	return spent
 }
 
 // processCPU returns a process's CPU time (user and system) from /proc, in clock ticks of

@@ -189,12 +189,35 @@ bound AS (
                        OR (xid, seq) < ((SELECT xid FROM fresh), (SELECT seq FROM fresh)))
     ORDER BY xid DESC, seq DESC LIMIT 1
 ),
-deleted AS (
+-- The rows after the cursor up to the bound, as three ranges that each bound both ends of
+-- a scan of the (topic, xid, seq) index: a btree scan stops on the first column of a row
+-- comparison only, so "(xid, seq) <= bound" read every row of the bound's transaction to
+-- the end, and the events migrated from before the feed all have xid 0. One DELETE with the
+-- ranges OR'ed got a generic plan that read every row of the topic. The rest of the
+-- cursor's transaction; the transactions between; the bound's transaction up to the bound:
+deleted_first AS (
     DELETE FROM events
-    WHERE topic = $1 AND (xid, seq) > ($2::text::xid8, $3)
-      AND (xid, seq) <= ((SELECT xid FROM bound), (SELECT seq FROM bound))
+    WHERE topic = $1 AND xid = $2::text::xid8 AND seq > $3
+      AND seq <= CASE WHEN (SELECT xid FROM bound) = $2::text::xid8 THEN (SELECT seq FROM bound)
+                      WHEN (SELECT xid FROM bound) > $2::text::xid8 THEN 9223372036854775807 END
       AND processed_at < $5
     RETURNING xid, seq
+),
+deleted_between AS (
+    DELETE FROM events
+    WHERE topic = $1 AND xid > $2::text::xid8 AND xid < (SELECT xid FROM bound) AND processed_at < $5
+    RETURNING xid, seq
+),
+deleted_last AS (
+    DELETE FROM events
+    WHERE topic = $1 AND xid = (SELECT xid FROM bound) AND xid > $2::text::xid8
+      AND seq <= (SELECT seq FROM bound) AND processed_at < $5
+    RETURNING xid, seq
+),
+deleted AS (
+    SELECT xid, seq FROM deleted_first
+    UNION ALL SELECT xid, seq FROM deleted_between
+    UNION ALL SELECT xid, seq FROM deleted_last
 ),
 scan AS (
     -- The last event deleted, or the horizon if that comes first.

@@ -13,13 +13,14 @@ import (
 
 // Append stores the batch in one transaction; see uts.Store.
 //
-// The batch's distinct keys' fingerprints go in with one multi-row INSERT per chunk: the
-// fingerprints' key decides what is new, also for keys whose events retention deleted, and
-// RETURNING says what happened to each key — a new one comes back with its own content tag, a
-// key stored with other content with the stored tag (a conflict), a retry not at all (see
-// fingerprintSQL). Then the new keys' events go in, with seq handed out from the counters'
-// last_seq (see schemaV4). Deliveries go in first, and an event whose delivery was recorded
-// before is left out of the rest (see deliveries.go).
+// Once retention has expired events, the batch's keys are looked up among their
+// fingerprints first: a key found there is not new (see fingerprints.go). The other distinct
+// keys go in with one multi-row INSERT per chunk: the unique index decides what is new, and
+// RETURNING says what happened to each key — a new row comes back with its own hash, a key
+// stored with other content with the stored hash (a conflict), a retry not at all (see
+// insertSQL). Seq is handed out from the counters' last_seq (see schemaV4). Deliveries go in
+// first, and an event whose delivery was recorded before is left out of the rest (see
+// deliveries.go).
 func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
 	if len(events) == 0 {
 		return []uts.Outcome{}, nil
@@ -34,6 +35,9 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	// Hashing and sorting out the batch need no lock: done here, they overlap another
 	// Append's commit instead of adding to it.
 	b := newBatch(events)
+	if s.fingerprinted.Load() {
+		b.fingerprint()
+	}
 
 	var outcomes []uts.Outcome
 	var positions []int
@@ -82,14 +86,17 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, firstSeq, processedAt
 	if len(b.events) == 0 {
 		return nil, nil
 	}
-	if err := s.writes.insertFingerprints(b, minutesOf(processedAt)); err != nil {
-		return nil, classify(ctx, "append: insert fingerprints", err)
+	if s.fingerprinted.Load() {
+		if err := s.writes.probeFingerprints(b, s.seen); err != nil {
+			return nil, classify(ctx, "append: read fingerprints", err)
+		}
 	}
-	if err := s.writes.insert(b, firstSeq, processedAt); err != nil {
+	lastSeq, err := s.writes.insert(b, firstSeq, processedAt)
+	if err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
 	outcomes := b.outcomes()
-	if err := s.writes.addCounts(b.events, outcomes, processedAt); err != nil {
+	if err := s.writes.addCounts(b.events, outcomes, processedAt, lastSeq); err != nil {
 		return nil, classify(ctx, "append: count", err)
 	}
 	return outcomes, nil
@@ -148,19 +155,23 @@ func (s *Store) DeadLetter(ctx context.Context, delivery string, n int) error {
 type batch struct {
 	events []uts.Event
 	hashes []string
-	// prints are the fingerprints of the first occurrences (zero for the others), and byPrint
-	// finds a first occurrence by its fingerprint's key.
-	prints  []uts.Fingerprint
+	// prints are the fingerprint keys of the first occurrences (zero for the others), and
+	// byPrint finds a first occurrence by its fingerprint key; nil until fingerprinted.
+	prints  [][16]byte
 	byPrint map[[16]byte]int
 	// first maps each key to the index of its first occurrence, the one that may be new.
 	first map[uts.Key]int
 	// distinct lists first occurrences in batch order, the order they are inserted in.
 	distinct []int
-	// inserted marks the first occurrences whose fingerprints were new, which are stored.
+	// inserted marks the first occurrences that the database took.
 	inserted []bool
-	// conflicting holds the stored content tag of each key refused because its fingerprint
-	// holds other content; a refused key missing here holds this batch's content (a retry).
-	conflicting map[uts.Key]uint32
+	// conflicting holds the stored hash of each key the database refused because it holds
+	// other content; a refused key missing here holds this batch's content (a retry).
+	conflicting map[uts.Key]string
+	// expired marks the first occurrences whose key has a fingerprint: its event expired, so
+	// it is not new; expiredTag holds the fingerprint's content tag, all that is left of it.
+	expired    []bool
+	expiredTag map[uts.Key]uint32
 }
 
 func newBatch(events []uts.Event) *batch {
@@ -171,34 +182,45 @@ func newBatch(events []uts.Event) *batch {
 	return sortOut(events, hashes)
 }
 
-// sortOut finds the first occurrences of events whose hashes are known, and fingerprints them.
+// sortOut finds the first occurrences of events whose hashes are known.
 func sortOut(events []uts.Event, hashes []string) *batch {
 	b := &batch{
 		events:      events,
 		hashes:      hashes,
-		prints:      make([]uts.Fingerprint, len(events)),
-		byPrint:     make(map[[16]byte]int, len(events)),
 		first:       make(map[uts.Key]int, len(events)),
 		distinct:    make([]int, 0, len(events)),
 		inserted:    make([]bool, len(events)),
-		conflicting: make(map[uts.Key]uint32),
+		conflicting: make(map[uts.Key]string),
+		expired:     make([]bool, len(events)),
+		expiredTag:  make(map[uts.Key]uint32),
 	}
-	for i := range events {
-		e := &events[i]
+	for i, e := range events {
 		if _, seen := b.first[e.Key()]; !seen {
 			b.first[e.Key()] = i
 			b.distinct = append(b.distinct, i)
-			b.prints[i] = fingerprintOf(e, hashes[i])
-			b.byPrint[b.prints[i].Key] = i
 		}
 	}
 	return b
 }
 
+// fingerprint computes the first occurrences' fingerprint keys, once: only a store that has
+// fingerprints needs them (see probeFingerprints).
+func (b *batch) fingerprint() {
+	if b.prints != nil {
+		return
+	}
+	b.prints = make([][16]byte, len(b.events))
+	b.byPrint = make(map[[16]byte]int, len(b.distinct))
+	for _, i := range b.distinct {
+		b.prints[i] = uts.KeyFingerprint(b.events[i].Key())
+		b.byPrint[b.prints[i]] = i
+	}
+}
+
 // outcomes compares every occurrence that was not stored with what is stored under its key.
 // A later occurrence of a key new in this batch compares with the first occurrence, which
-// is what got stored, hash to hash; one of a key stored before compares with the stored
-// fingerprint's content tag, all that may be left of it.
+// is what got stored; one of a key whose event expired compares with its fingerprint's
+// content tag, all that is left of it.
 func (b *batch) outcomes() []uts.Outcome {
 	outcomes := make([]uts.Outcome, len(b.events))
 	for i, e := range b.events {
@@ -208,14 +230,14 @@ func (b *batch) outcomes() []uts.Outcome {
 		case first == i && b.inserted[i]:
 			outcomes[i] = uts.OutcomeNew
 			continue
-		case b.inserted[first]:
-			same = b.hashes[i] == b.hashes[first]
+		case b.expired[first]:
+			same = uts.ContentTag(b.hashes[i]) == b.expiredTag[e.Key()]
 		default:
-			stored := b.prints[first].Content // already stored with this content
-			if tag, other := b.conflicting[e.Key()]; other {
-				stored = tag
+			stored := b.hashes[first] // stored by this batch, or already stored with this content
+			if hash, other := b.conflicting[e.Key()]; other {
+				stored = hash
 			}
-			same = uts.ContentTag(b.hashes[i]) == stored
+			same = b.hashes[i] == stored
 		}
 		if same {
 			outcomes[i] = uts.OutcomeDuplicate
@@ -233,7 +255,7 @@ type topicCount struct {
 }
 
 // addCounts moves the counters and the per-topic totals in the insert's transaction.
-func (w *writeStatements) addCounts(events []uts.Event, outcomes []uts.Outcome, processedAt int64) error {
+func (w *writeStatements) addCounts(events []uts.Event, outcomes []uts.Outcome, processedAt, lastSeq int64) error {
 	total := uts.TallyOf(outcomes)
 	bind := binder{stmt: w.addCounters}
 	bind.int64(int64(len(events)))
@@ -241,6 +263,7 @@ func (w *writeStatements) addCounts(events []uts.Event, outcomes []uts.Outcome, 
 	bind.int64(int64(total.Duplicates))
 	bind.int64(int64(total.Conflicts))
 	bind.int64(processedAt)
+	bind.int64(lastSeq)
 	if bind.err != nil {
 		return bind.err
 	}

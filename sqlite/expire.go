@@ -28,8 +28,9 @@ const expireChunkRows = 1000
 // expiryHeadSQL reads a topic's oldest events, oldest first.
 const expiryHeadSQL = `SELECT seq, processed_at FROM events WHERE topic = ? ORDER BY seq LIMIT ?`
 
-// expireEventsSQL deletes the prefix of a topic's feed that expiryHeadSQL read.
-const expireEventsSQL = `DELETE FROM events WHERE topic = ? AND seq <= ?`
+// expireEventsSQL deletes the prefix of a topic's feed that expiryHeadSQL read, and returns
+// what their fingerprints are made of.
+const expireEventsSQL = `DELETE FROM events WHERE topic = ? AND seq <= ? RETURNING event_id, content_hash, processed_at`
 
 const addExpiredSQL = `UPDATE topics SET expired = expired + ?, expired_through = max(expired_through, ?) WHERE topic = ?`
 
@@ -155,18 +156,19 @@ func (s *Store) expireChunk(ctx context.Context, topic string, cutoff int64, row
 			if deleted == 0 {
 				return nil
 			}
-			del := binder{stmt: s.writes.expireEvents}
-			del.text(topic)
-			del.int64(last)
-			if del.err == nil {
-				del.err = s.writes.expireEvents.Exec()
+			prints, err := s.writes.deleteExpired(topic, last, deleted)
+			if err == nil && int64(len(prints)) != deleted {
+				err = fmt.Errorf("deleted %d events of topic %q, read %d", len(prints), topic, deleted)
 			}
-			if del.err == nil && s.writer.Changes() != deleted {
-				del.err = fmt.Errorf("deleted %d events of topic %q, read %d", s.writer.Changes(), topic, deleted)
+			if err != nil {
+				return classify(ctx, "expire: delete", err)
 			}
-			if del.err != nil {
-				return classify(ctx, "expire: delete", del.err)
+			// The identities outlive the events, in the same transaction.
+			if err := s.writes.recordFingerprints(prints, s.seen); err != nil {
+				return classify(ctx, "expire: record fingerprints", err)
 			}
+			// Set before the commit, under the writer: the next Append must look the keys up.
+			s.fingerprinted.Store(true)
 			count := binder{stmt: s.writes.addExpired}
 			count.int64(deleted)
 			count.int64(last)
@@ -184,6 +186,27 @@ func (s *Store) expireChunk(ctx context.Context, topic string, cutoff int64, row
 		return 0, false, err
 	}
 	return deleted, done, nil
+}
+
+// deleteExpired deletes topic's events up to seq last, and returns their fingerprints.
+func (w *writeStatements) deleteExpired(topic string, last, expect int64) ([]expiredPrint, error) {
+	del := w.expireEvents
+	defer del.Reset()
+	bind := binder{stmt: del}
+	bind.text(topic)
+	bind.int64(last)
+	if bind.err != nil {
+		return nil, bind.err
+	}
+	prints := make([]expiredPrint, 0, expect)
+	for del.Step() {
+		key := uts.Key{Topic: topic, EventID: del.ColumnText(0)}
+		prints = append(prints, expiredPrint{
+			Fingerprint: uts.FingerprintOf(key, del.ColumnText(1)),
+			minutes:     minutesOf(del.ColumnInt64(2)),
+		})
+	}
+	return prints, del.Err()
 }
 
 // sweepFingerprintsChunk is the most fingerprints one write transaction reads.

@@ -2,14 +2,24 @@ package sqlite
 
 import (
 	"bytes"
+	"errors"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/ncruces/go-sqlite3"
+
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/bloom"
 )
 
-// Fingerprints (see schemaV4) decide at Append what is new: a key is new when its
-// fingerprint is, whether or not the key's event is still stored.
+// Fingerprints (see schemaV4) keep the identities of the events that retention deleted. An
+// event still stored is found by the events' UNIQUE (topic, event_id) index, as it always
+// was; a fingerprint is written only when its event expires, in the deleting transaction.
+// So an Append with no retention configured costs what it did before version 4, and one
+// under retention adds a read of the fingerprints, no write: a fingerprint's key is a hash,
+// which puts each new one on a page of its own, and writing one per appended event halved
+// Append and fell by up to nine tenths more at 10 million fingerprints (docs/benchmarks.md).
 
 // minutesOf is a processed_at, in unix nanoseconds, in the fingerprints' whole minutes.
 func minutesOf(processedAt int64) int64 { return processedAt / int64(time.Minute) }
@@ -25,36 +35,43 @@ func (b *binder) bytes16(v [16]byte) {
 	}
 }
 
-// fingerprintSQL inserts fingerprints and says what it did with each, as the events' INSERT
-// did before version 4: a new key comes back with its own content tag; a key stored with
-// another tag takes a no-op update (rare: a producer bug) that brings back the stored tag; a
-// key stored with the same tag, a retry, does not come back.
-func fingerprintSQL(rows int) string {
+// probeSQL reads the fingerprints among rows keys.
+func probeSQL(rows int) string {
 	var q strings.Builder
-	q.WriteString(`INSERT INTO fingerprints (key, content, minutes) VALUES `)
+	q.WriteString(`SELECT key, content FROM fingerprints WHERE key IN (`)
 	for i := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,?,?)`)
+		q.WriteByte('?')
 	}
-	q.WriteString(` ON CONFLICT (key) DO UPDATE SET content = content
-		WHERE content <> excluded.content
-		RETURNING key, content`)
+	q.WriteString(`)`)
 	return q.String()
 }
 
-// insertFingerprints inserts the batch's first occurrences' fingerprints and marks those that
-// were new; for the keys stored with other content it keeps the stored tag.
-func (w *writeStatements) insertFingerprints(b *batch, minutes int64) error {
-	return chunked(b.distinct, func(rows []int) error {
-		stmt := w.fingerprintBySize[len(rows)]
+// recordFingerprintSQL keeps an expired event's fingerprint. A fingerprint of the key may be
+// there already only if it outlived an earlier event of the key, which cannot happen while
+// Retention.Fingerprints is at least every event retention; the older one is kept then.
+const recordFingerprintSQL = `INSERT INTO fingerprints (key, content, minutes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
+
+// probeFingerprints finds the batch's keys whose events expired: they are not new, and their
+// later occurrences compare with the fingerprint's content tag. Only the keys that the
+// in-memory filter may have are read: at 10 million fingerprints the table is far larger
+// than the page cache, and a read of each key cost Append half its rate (docs/benchmarks.md).
+func (w *writeStatements) probeFingerprints(b *batch, seen *bloom.Filter) error {
+	b.fingerprint()
+	var maybe []int
+	for _, i := range b.distinct {
+		if seen.MayContain(b.prints[i]) {
+			maybe = append(maybe, i)
+		}
+	}
+	return chunked(maybe, func(rows []int) error {
+		stmt := w.probeBySize[len(rows)]
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {
-			bind.bytes16(b.prints[i].Key)
-			bind.int64(contentColumn(b.prints[i].Content))
-			bind.int64(minutes)
+			bind.bytes16(b.prints[i])
 		}
 		if bind.err != nil {
 			return bind.err
@@ -64,14 +81,39 @@ func (w *writeStatements) insertFingerprints(b *batch, minutes int64) error {
 			if !ok {
 				return errNotInBatch
 			}
-			if tag := uint32(int32(stmt.ColumnInt64(1))); tag == b.prints[i].Content {
-				b.inserted[i] = true
-			} else {
-				b.conflicting[b.events[i].Key()] = tag
-			}
+			b.expired[i] = true
+			b.expiredTag[b.events[i].Key()] = uint32(int32(stmt.ColumnInt64(1)))
 		}
 		return stmt.Err()
 	})
+}
+
+// recordFingerprints keeps the fingerprints of expired events, in key order, so that the
+// pages of the fingerprints' B-tree are visited once each, left to right, and adds them to
+// the filter of those that exist.
+func (w *writeStatements) recordFingerprints(prints []expiredPrint, seen *bloom.Filter) error {
+	slices.SortFunc(prints, func(a, b expiredPrint) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	for _, p := range prints {
+		bind := binder{stmt: w.recordFingerprint}
+		bind.bytes16(p.Key)
+		bind.int64(contentColumn(p.Content))
+		bind.int64(p.minutes)
+		err := bind.err
+		if err == nil {
+			err = w.recordFingerprint.Exec()
+		}
+		if err != nil {
+			return err
+		}
+		seen.Add(p.Key)
+	}
+	return nil
+}
+
+// expiredPrint is the fingerprint of an event being expired, with its processing minute.
+type expiredPrint struct {
+	uts.Fingerprint
+	minutes int64
 }
 
 // sweepFingerprintsSQL reads the next keys of the sweep (see Store.sweepFingerprints).
@@ -141,7 +183,27 @@ func (b *binder) blob(v []byte) {
 	}
 }
 
-// fingerprintOf is what Append keeps of an event's identity; see uts.FingerprintOf.
-func fingerprintOf(e *uts.Event, hash string) uts.Fingerprint {
-	return uts.FingerprintOf(e.Key(), hash)
+// loadFingerprints fills a filter with the file's fingerprints, sized for a quarter more than
+// there are before it first grows, and counts them: a pass over the keys in order, a few
+// seconds at 10 million.
+func loadFingerprints(conn *sqlite3.Conn) (*bloom.Filter, int64, error) {
+	count, _, err := conn.Prepare(`SELECT count(*) FROM fingerprints`)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer count.Close()
+	if !count.Step() {
+		return nil, 0, errors.Join(count.Err(), errors.New("no row"))
+	}
+	n := count.ColumnInt64(0)
+	seen := bloom.New(max(n+n/4, 1<<20))
+	keys, _, err := conn.Prepare(`SELECT key FROM fingerprints`)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer keys.Close()
+	for keys.Step() {
+		seen.Add([16]byte(keys.ColumnRawBlob(0)))
+	}
+	return seen, n, keys.Err()
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/ncruces/go-sqlite3"
+
+	"github.com/uts-events/uts"
 )
 
 // maxChunk is the most rows one INSERT carries: 8 parameters a row keeps it far below
@@ -16,9 +18,9 @@ const maxChunk = 256
 // once per power-of-two row count, so any batch is a few precompiled statements
 // (1000 rows: 256×3+128+64+32+8).
 type writeStatements struct {
-	insertBySize      map[int]*sqlite3.Stmt
-	fingerprintBySize map[int]*sqlite3.Stmt // fingerprints, like insertBySize
-	recordBySize      map[int]*sqlite3.Stmt // deliveries, like insertBySize
+	insertBySize map[int]*sqlite3.Stmt
+	probeBySize  map[int]*sqlite3.Stmt // fingerprint reads, like insertBySize
+	recordBySize map[int]*sqlite3.Stmt // deliveries, like insertBySize
 	// readCounters reads the high-water marks an Append continues from (see schemaV4).
 	readCounters *sqlite3.Stmt
 	addCounters  *sqlite3.Stmt
@@ -31,6 +33,7 @@ type writeStatements struct {
 	expiryHead         *sqlite3.Stmt
 	expireEvents       *sqlite3.Stmt
 	addExpired         *sqlite3.Stmt
+	recordFingerprint  *sqlite3.Stmt
 	sweepFingerprints  *sqlite3.Stmt
 	deleteFingerprints *sqlite3.Stmt
 	begin              *sqlite3.Stmt
@@ -40,7 +43,7 @@ type writeStatements struct {
 }
 
 func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
-	w := &writeStatements{insertBySize: make(map[int]*sqlite3.Stmt), fingerprintBySize: make(map[int]*sqlite3.Stmt),
+	w := &writeStatements{insertBySize: make(map[int]*sqlite3.Stmt), probeBySize: make(map[int]*sqlite3.Stmt),
 		recordBySize: make(map[int]*sqlite3.Stmt)}
 	var err error
 	prepare := func(query string) *sqlite3.Stmt {
@@ -52,14 +55,14 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	}
 	for n := 1; n <= maxChunk; n *= 2 {
 		w.insertBySize[n] = prepare(insertSQL(n))
-		w.fingerprintBySize[n] = prepare(fingerprintSQL(n))
+		w.probeBySize[n] = prepare(probeSQL(n))
 		w.recordBySize[n] = prepare(recordSQL(n))
 	}
 	w.readCounters = prepare(`SELECT last_seq, last_processed_at FROM counters WHERE id = 1`)
 	w.addCounters = prepare(`UPDATE counters SET
 		received = received + ?1, unique_processed = unique_processed + ?2,
 		duplicate_dropped = duplicate_dropped + ?3, duplicate_conflicts = duplicate_conflicts + ?4,
-		last_seq = last_seq + ?2, last_processed_at = max(last_processed_at, ?5)
+		last_seq = max(last_seq, ?6), last_processed_at = max(last_processed_at, ?5)
 		WHERE id = 1`)
 	// last_event_at follows the topic's latest new event even if the clock stepped back.
 	w.addTopic = prepare(`INSERT INTO topics (topic, unique_processed, duplicates, conflicts, last_event_at)
@@ -76,6 +79,7 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	w.expiryHead = prepare(expiryHeadSQL)
 	w.expireEvents = prepare(expireEventsSQL)
 	w.addExpired = prepare(addExpiredSQL)
+	w.recordFingerprint = prepare(recordFingerprintSQL)
 	w.sweepFingerprints = prepare(sweepFingerprintsSQL)
 	w.deleteFingerprints = prepare(deleteFingerprintsSQL)
 	w.begin = prepare(`BEGIN IMMEDIATE`)
@@ -89,9 +93,12 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	return w, nil
 }
 
-// insertSQL inserts the new events, seq given: the fingerprints decided already which keys
-// are new (see fingerprintSQL), and Append hands out seq itself (see schemaV4). The UNIQUE
-// (topic, event_id) index stays, for StoredHash's one indexed read.
+// insertSQL inserts rows and says what it did with each, with no second query: a new key
+// comes back with its own hash; a key stored with other content takes a no-op update (rare:
+// a producer bug) that brings back the stored hash; a key stored with the same content, a
+// retry, does not come back. Looking the refused keys up instead cost a third of Append.
+// Append hands out seq itself (see schemaV4); a refused row leaves a gap, which no reader
+// can tell from an expired event.
 func insertSQL(rows int) string {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
@@ -101,16 +108,19 @@ func insertSQL(rows int) string {
 		}
 		q.WriteString(`(?,?,?,?,?,?,?,?)`)
 	}
+	q.WriteString(` ON CONFLICT (topic, event_id) DO UPDATE SET content_hash = content_hash
+		WHERE content_hash <> excluded.content_hash
+		RETURNING topic, event_id, content_hash`)
 	return q.String()
 }
 
 func (w *writeStatements) close() error {
 	var errs []error
 	for _, stmt := range []*sqlite3.Stmt{w.readCounters, w.addCounters, w.addTopic, w.deadLetter, w.recordDeadLetter, w.prune,
-		w.expiryHead, w.expireEvents, w.addExpired, w.sweepFingerprints, w.deleteFingerprints, w.begin, w.commit, w.rollback, w.ping} {
+		w.expiryHead, w.expireEvents, w.addExpired, w.recordFingerprint, w.sweepFingerprints, w.deleteFingerprints, w.begin, w.commit, w.rollback, w.ping} {
 		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
-	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.fingerprintBySize, w.recordBySize} {
+	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.probeBySize, w.recordBySize} {
 		for _, stmt := range stmts {
 			errs = append(errs, stmt.Close())
 		}
@@ -118,18 +128,23 @@ func (w *writeStatements) close() error {
 	return errors.Join(errs...)
 }
 
-// insert inserts the events whose fingerprints were new, in batch order, which is also the
-// order of their seq: firstSeq, firstSeq+1, and so on.
-func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) error {
-	var fresh []int
-	for _, i := range b.distinct {
-		if b.inserted[i] {
-			fresh = append(fresh, i)
+// insert inserts the batch's first occurrences that no fingerprint names, in batch order,
+// which is also the order of their seq: firstSeq, firstSeq+1, and so on. It marks those the
+// database took, and returns the last seq it handed out.
+func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) (lastSeq int64, err error) {
+	rows := b.distinct
+	if len(b.expiredTag) > 0 {
+		rows = make([]int, 0, len(b.distinct))
+		for _, i := range b.distinct {
+			if !b.expired[i] {
+				rows = append(rows, i)
+			}
 		}
 	}
 	seq := firstSeq
-	return chunked(fresh, func(rows []int) error {
+	err = chunked(rows, func(rows []int) error {
 		stmt := w.insertBySize[len(rows)]
+		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {
 			e := &b.events[i]
@@ -146,8 +161,21 @@ func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) error {
 		if bind.err != nil {
 			return bind.err
 		}
-		return stmt.Exec()
+		for stmt.Step() {
+			key := uts.Key{Topic: stmt.ColumnText(0), EventID: stmt.ColumnText(1)}
+			i, ok := b.first[key]
+			if !ok {
+				return errNotInBatch
+			}
+			if hash := stmt.ColumnRawText(2); string(hash) == b.hashes[i] {
+				b.inserted[i] = true
+			} else {
+				b.conflicting[key] = string(hash)
+			}
+		}
+		return stmt.Err()
 	})
+	return seq - 1, err
 }
 
 // chunked calls insert with rows cut into chunks of precompiled sizes: powers of two up to

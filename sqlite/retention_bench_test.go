@@ -53,7 +53,7 @@ func TestBuildFingerprintsFile(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=cache_size(-262144)")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=cache_size(-131072)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/ncruces/go-sqlite3"
-
-	"github.com/uts-events/uts"
 )
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer version of this
@@ -92,8 +90,8 @@ CREATE TABLE subscriptions (
 
 // schemaV4 adds retention (issue #10).
 //
-// fingerprints is the deduplication authority from now on (see uts.Fingerprint): a row per
-// key ever stored, which outlives the key's event when retention deletes it. key is the
+// fingerprints keeps the identity of each event that retention deleted (see uts.Fingerprint
+// and fingerprints.go); the events still stored are found by their own UNIQUE index. key is the
 // 16-byte uts.KeyFingerprint, content the uts.ContentTag stored as a signed 32-bit integer
 // (SQLite stores any int32 in 4 bytes, a uint32 past 2³¹ in 6), minutes the event's
 // processed_at in whole minutes since the epoch, for Retention.Fingerprints. WITHOUT ROWID
@@ -126,62 +124,17 @@ ALTER TABLE counters ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE counters ADD COLUMN last_processed_at INTEGER NOT NULL DEFAULT 0;
 `
 
-// migrateV4 creates the version 4 tables and fills fingerprints and the counters' high-water
-// marks from the events stored, in chunks of rows so that the Go side holds one chunk at a
-// time, all in migrate's transaction.
+// migrateV4 creates the version 4 tables and sets the counters' high-water marks from the
+// events stored. No fingerprint is needed for them: a fingerprint is written when its event
+// expires (see fingerprints.go), and nothing expired before version 4.
 func migrateV4(conn *sqlite3.Conn) error {
 	if err := conn.Exec(schemaV4); err != nil {
 		return err
 	}
-	read, _, err := conn.Prepare(`SELECT seq, topic, event_id, content_hash, processed_at FROM events WHERE seq > ? ORDER BY seq LIMIT 10000`)
-	if err != nil {
-		return err
-	}
-	defer read.Close()
-	write, _, err := conn.Prepare(`INSERT INTO fingerprints (key, content, minutes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
-	if err != nil {
-		return err
-	}
-	defer write.Close()
-	type row struct {
-		print   uts.Fingerprint
-		minutes int64
-	}
-	var lastSeq, lastProcessedAt int64
-	rows := make([]row, 0, 10000)
-	for {
-		rows = rows[:0]
-		if err := read.BindInt64(1, lastSeq); err != nil {
-			return err
-		}
-		for read.Step() {
-			lastSeq = read.ColumnInt64(0)
-			key := uts.Key{Topic: read.ColumnText(1), EventID: read.ColumnText(2)}
-			processedAt := read.ColumnInt64(4)
-			lastProcessedAt = max(lastProcessedAt, processedAt)
-			rows = append(rows, row{uts.FingerprintOf(key, read.ColumnText(3)), minutesOf(processedAt)})
-		}
-		if err := errors.Join(read.Err(), read.Reset()); err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			break
-		}
-		for _, r := range rows {
-			bind := binder{stmt: write}
-			bind.bytes16(r.print.Key)
-			bind.int64(contentColumn(r.print.Content))
-			bind.int64(r.minutes)
-			err := bind.err
-			if err == nil {
-				err = write.Exec()
-			}
-			if err != nil {
-				return fmt.Errorf("backfill fingerprints: %w", err)
-			}
-		}
-	}
-	return conn.Exec(fmt.Sprintf(`UPDATE counters SET last_seq = %d, last_processed_at = %d WHERE id = 1`, lastSeq, lastProcessedAt))
+	return conn.Exec(`UPDATE counters SET
+		last_seq = (SELECT coalesce(max(seq), 0) FROM events),
+		last_processed_at = (SELECT coalesce(max(processed_at), 0) FROM events)
+		WHERE id = 1`)
 }
 
 // migrate brings the file to schemaVersion in one transaction, so a crash mid-way leaves

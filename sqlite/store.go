@@ -18,6 +18,7 @@ import (
 	_ "github.com/ncruces/go-sqlite3/driver" // registers "sqlite3" for the readers
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/internal/bloom"
 	"github.com/uts-events/uts/internal/notify"
 	"github.com/uts-events/uts/internal/retention"
 )
@@ -48,6 +49,12 @@ type Store struct {
 	log *slog.Logger
 	// committed wakes the feed's readers (see uts.Store.Committed).
 	committed notify.Broadcaster
+	// fingerprinted is set once the store holds a fingerprint: from then on Append looks keys
+	// up among them (see fingerprints.go). It is only ever set, by Expire. seen holds every
+	// fingerprint's key, so that Append reads only the few that may be there: the file is
+	// written by this process alone, which is what SQLite mode is.
+	fingerprinted atomic.Bool
+	seen          *bloom.Filter
 	// expiring serializes Expire calls, which own nextTopic and sweep.
 	expiring sync.Mutex
 	// nextTopic is where the next Expire starts, after one that stopped at its limit.
@@ -118,6 +125,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		writer.Close()
 		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
 	}
+	seen, fingerprints, err := loadFingerprints(writer)
+	if err != nil {
+		writes.close()
+		writer.Close()
+		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
+	}
 
 	// Readers are query_only: a read path that tried to write would fail instead of taking
 	// the write lock.
@@ -132,6 +145,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	read.SetMaxIdleConns(readers)
 
 	s := &Store{dir: filepath.Dir(path), path: path, writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
+	s.seen = seen
+	s.fingerprinted.Store(fingerprints > 0)
 	for _, opt := range opts {
 		opt(s)
 	}
