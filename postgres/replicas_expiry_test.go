@@ -1,0 +1,96 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/postgres"
+)
+
+// TestReplicasExpireTogether runs Expire from three replicas of one store at once, while one
+// of them appends: every replica runs the expiry loop, and each event must be deleted and
+// counted once, whoever deletes it, with every identity kept.
+func TestReplicasExpireTogether(t *testing.T) {
+	t.Parallel()
+	first, u := openStore(t)
+	replicas := []*postgres.Store{first}
+	for range 2 {
+		s, err := postgres.Open(context.Background(), u)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		replicas = append(replicas, s)
+	}
+	const batches, batch = 40, 50
+	var all []uts.Event
+	for b := range batches {
+		for i := range batch {
+			all = append(all, uts.Event{Topic: fmt.Sprintf("t%d", i%3), EventID: fmt.Sprintf("b%d-%d", b, i),
+				Timestamp: time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), Source: "replicas", Payload: []byte(`{}`)})
+		}
+	}
+	r := uts.Retention{Events: time.Hour}
+	done := make(chan struct{})
+	errs := make(chan error, len(replicas)+1)
+	var wg sync.WaitGroup
+	for _, s := range replicas {
+		wg.Go(func() {
+			for range 2000 {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := s.Expire(t.Context(), r, time.Now().Add(2*time.Hour), 20); err != nil {
+					errs <- fmt.Errorf("expire: %w", err)
+					return
+				}
+			}
+		})
+	}
+	for b := range batches {
+		if _, err := first.Append(t.Context(), all[b*batch:(b+1)*batch]); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	for range 100 { // what the racing rounds left
+		x, err := first.Expire(t.Context(), r, time.Now().Add(2*time.Hour), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !x.More {
+			break
+		}
+	}
+	st, err := replicas[2].Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.UniqueProcessed != int64(len(all)) || st.Expired != int64(len(all)) || st.Stored != 0 {
+		t.Fatalf("unique %d, expired %d, stored %d; want %d, %d, 0: each event counted once", st.UniqueProcessed, st.Expired, st.Stored, len(all), len(all))
+	}
+	for _, ts := range st.Topics {
+		if ts.Expired != ts.Unique {
+			t.Fatalf("topic %+v: expired != unique", ts)
+		}
+	}
+	outcomes, err := replicas[1].Append(t.Context(), all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := uts.TallyOf(outcomes); got.Unique != 0 {
+		t.Fatalf("%d expired events stored again", got.Unique)
+	}
+}
