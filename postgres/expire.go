@@ -23,11 +23,15 @@ const dropMargin = time.Hour
 //  2. It drops every partition whose events have all expired (its upper bound is older than
 //     now minus the longest retention of any topic, and than the database's clock minus
 //     dropMargin), counting its events per topic first, in the transaction that drops it.
-//  3. It deletes the other expired events, topic by topic, along each topic's feed index
-//     from the topic's expired-through cursor on, up to limit rows in all, each chunk in one
+//  3. It deletes the other expired events (shorter retentions of some topics, partitions
+//     not yet droppable, the default partition), topic by topic, along each topic's feed
+//     index from the topic's scan cursor on, up to limit rows in all, each chunk in one
 //     statement that also counts them.
-//  4. Once no event is left to expire, it deletes fingerprints older than r.Fingerprints,
-//     with what is left of limit.
+//  4. Once no event is left to expire, so that no fingerprint goes before its event, it
+//     deletes up to limit fingerprints older than r.Fingerprints.
+//
+// A drop that times out on its lock leaves its partition's events to step 3 in this call
+// (they have expired); the next call tries the drop again.
 func (s *Store) Expire(ctx context.Context, r uts.Retention, now time.Time, limit int) (uts.Expiry, error) {
 	var out uts.Expiry
 	if err := r.Validate(); err != nil {

@@ -359,3 +359,51 @@ func connect(t *testing.T, u string) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
+
+// TestDefaultPartitionCatchesWhatNoPartitionCovers: with the partitions missing (creation
+// fell behind), an append still stores its events, in the default partition; the next
+// Expire creates partitions ahead around those rows instead of failing on them, and expires
+// them like any others.
+func TestDefaultPartitionCatchesWhatNoPartitionCovers(t *testing.T) {
+	t.Parallel()
+	s, u := openStore(t)
+	conn := connect(t, u)
+	rows, err := conn.Query(t.Context(), `SELECT inhrelid::regclass::text FROM pg_inherits
+		WHERE inhparent = 'events'::regclass AND inhrelid <> 'events_default'::regclass`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partitions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(partitions) == 0 {
+		t.Fatalf("partitions: %v, %v", partitions, err)
+	}
+	for _, p := range partitions {
+		if _, err := conn.Exec(t.Context(), `DROP TABLE `+pgx.Identifier{p}.Sanitize()); err != nil {
+			t.Fatalf("drop %s: %v", p, err)
+		}
+	}
+
+	e := event("t", "1", "x")
+	if outcomes, err := s.Append(t.Context(), []uts.Event{e}); err != nil || outcomes[0] != uts.OutcomeNew {
+		t.Fatalf("Append with no partition but the default: %v, %v", outcomes, err)
+	}
+	var in string
+	if err := conn.QueryRow(t.Context(), `SELECT tableoid::regclass::text FROM events`).Scan(&in); err != nil || in != "events_default" {
+		t.Fatalf("the event is in %q (%v), want events_default", in, err)
+	}
+	r := uts.Retention{Events: time.Hour}
+	if expiry, err := s.Expire(t.Context(), r, time.Now(), 100); err != nil || expiry.Events != 0 {
+		t.Fatalf("Expire with rows in the default partition = %+v, %v", expiry, err)
+	}
+	var created int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass`).Scan(&created); err != nil || created < 2 {
+		t.Fatalf("%d partitions after Expire (%v), want the default and those ahead", created, err)
+	}
+	if page := readEvents(t, s, uts.Cursor{}); len(page) != 1 || page[0].Key() != e.Key() {
+		t.Fatalf("the feed holds %d events, want the one in the default partition", len(page))
+	}
+	if expiry, err := s.Expire(t.Context(), r, time.Now().Add(2*time.Hour), 100); err != nil || expiry.Events != 1 {
+		t.Fatalf("Expire two hours on = %+v, %v; want the event of the default partition", expiry, err)
+	}
+	wantExpired(t, s, map[string]int64{"t": 1})
+}
