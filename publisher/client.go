@@ -28,6 +28,7 @@ type Client struct {
 	logger    *slog.Logger
 	next      atomic.Uint64 // round-robin position over urls
 	failures  *failureClock // may be nil; hears of every attempt's outcome
+	headers   requestHeaders
 
 	// sleep waits between attempts; tests replace it to see the waits without taking them.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -58,6 +59,7 @@ func NewClient(cc ClientConfig) (*Client, error) {
 	if c.readToken == "" {
 		c.readToken = c.token
 	}
+	c.headers = newRequestHeaders(c.token, c.readToken)
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -133,6 +135,46 @@ type answer struct {
 	body   []byte
 }
 
+// maxAnswerBytes bounds the answer read: the API's answers are small, and a bigger one is
+// not ours to hold.
+const maxAnswerBytes = 1 << 20
+
+// readAnswer reads an answer's body, at most maxAnswerBytes. A declared length is read into
+// one buffer of that size: io.ReadAll's first 512 bytes and its growing were most of a
+// small answer's cost.
+func readAnswer(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= maxAnswerBytes {
+		data := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+}
+
+// requestHeaders are the headers of the client's two kinds of request, built once in
+// canonical form: setting them one by one on every request canonicalised each name and
+// allocated each value again (issue #11: the publisher shares the machine it measures).
+// Each request gets a copy, since net/http may add to a request's headers.
+type requestHeaders struct {
+	publish, read http.Header
+}
+
+func newRequestHeaders(token, readToken string) requestHeaders {
+	h := requestHeaders{
+		publish: http.Header{"Accept": {"application/json"}, "User-Agent": {"uts-publisher"}, "Content-Type": {"application/json"}},
+		read:    http.Header{"Accept": {"application/json"}, "User-Agent": {"uts-publisher"}},
+	}
+	if token != "" {
+		h.publish["Authorization"] = []string{"Bearer " + token}
+	}
+	if readToken != "" {
+		h.read["Authorization"] = []string{"Bearer " + readToken}
+	}
+	return h
+}
+
 // do runs one request with retries, noting attempts and latencies in reply. A network error
 // moves on to the next URL (that replica may be down); an error status stays with the
 // replica that gave it, since it spoke and told us to come back.
@@ -181,17 +223,10 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 	if err != nil {
 		return answer{}, 0, err
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "uts-publisher")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	token := c.token
 	if method == http.MethodGet {
-		token = c.readToken
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header = c.headers.read.Clone()
+	} else {
+		req.Header = c.headers.publish.Clone()
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -200,7 +235,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 	defer resp.Body.Close()
 	// An answer cut short is a network error: the request may or may not have been applied,
 	// so it is sent again and the aggregator's deduplication absorbs the repeat.
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := readAnswer(resp)
 	if err != nil {
 		return answer{}, 0, fmt.Errorf("read answer: %w", err)
 	}
