@@ -34,8 +34,12 @@ type plainTransport struct {
 }
 
 func newPlainTransport(timeout time.Duration, maxIdle int) *plainTransport {
+	dialTimeout := 30 * time.Second // net/http's default
+	if timeout > 0 {
+		dialTimeout = min(dialTimeout, timeout) // the round trip's bound covers its dial
+	}
 	return &plainTransport{timeout: timeout, maxIdle: max(maxIdle, 1),
-		dialer: net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
+		dialer: net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
 		idle:   map[string][]*plainConn{}}
 }
 
