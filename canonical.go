@@ -58,15 +58,32 @@ func appendCanonical(dst, data []byte) ([]byte, []byte) {
 	}
 }
 
+// member is one "key":value of an object being written, found by its offsets in the
+// output (which moves as it grows). A key written as it came (writtenAsIs) is compared as
+// those bytes, which are its decoded bytes; only another key is decoded, into escaped.
+// Decoding every key took an allocation each, on every event's payload (issue #11).
 type member struct {
-	key        string // decoded, for ordering
-	start, end int    // the encoded "key":value within the object's output
+	keyStart, keyEnd int    // the key's characters, without quotes, within the output
+	escaped          string // the decoded key when it was not written as it came; "" otherwise
+	hasEscape        bool
+	start, end       int // the encoded "key":value within the object's output
 }
+
+func (m member) key(out []byte) []byte {
+	if m.hasEscape {
+		return []byte(m.escaped)
+	}
+	return out[m.keyStart:m.keyEnd]
+}
+
+// smallObject is how many members an object holds before its member list leaves the stack.
+const smallObject = 16
 
 func appendObject(dst, data []byte) ([]byte, []byte) {
 	objectStart := len(dst)
 	dst = append(dst, '{')
-	var members []member
+	var stack [smallObject]member
+	members := stack[:0]
 	data = skipSpace(data)
 	for data[0] != '}' {
 		if len(members) > 0 {
@@ -75,25 +92,29 @@ func appendObject(dst, data []byte) ([]byte, []byte) {
 		end := stringEnd(data)
 		start := len(dst)
 		dst = appendString(dst, data[:end])
+		m := member{keyStart: start + 1, keyEnd: len(dst) - 1, start: start}
+		if !writtenAsIs(data[1 : end-1]) {
+			m.hasEscape, m.escaped = true, decodeString(data[:end])
+		}
 		dst = append(dst, ':')
-		key := decodeString(data[:end])
 		data = skipSpace(skipSpace(data[end:])[1:]) // past the colon
 		dst, data = appendCanonical(dst, data)
-		members = append(members, member{key: key, start: start, end: len(dst)})
+		m.end = len(dst)
+		members = append(members, m)
 		data = skipSpace(data)
 		if data[0] == ',' {
 			data = skipSpace(data[1:])
 		}
 	}
 	data = data[1:]
-	byKey := func(a, b member) int { return compareKeys(a.key, b.key) }
-	if slices.IsSortedFunc(members, byKey) && !hasRepeats(members) {
+	byKey := func(a, b member) int { return bytes.Compare(a.key(dst), b.key(dst)) }
+	if slices.IsSortedFunc(members, byKey) && !hasRepeats(members, dst) {
 		return append(dst, '}'), data // already canonical: the common case
 	}
 	slices.SortStableFunc(members, byKey)
 	body := make([]byte, 0, len(dst)-objectStart)
 	for i, m := range members {
-		if i+1 < len(members) && members[i+1].key == m.key {
+		if i+1 < len(members) && bytes.Equal(members[i+1].key(dst), m.key(dst)) {
 			continue // a later repeat of this key wins
 		}
 		if len(body) > 0 {
@@ -106,19 +127,9 @@ func appendObject(dst, data []byte) ([]byte, []byte) {
 	return append(dst, '}'), data
 }
 
-func compareKeys(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func hasRepeats(sorted []member) bool {
+func hasRepeats(sorted []member, out []byte) bool {
 	for i := 1; i < len(sorted); i++ {
-		if sorted[i].key == sorted[i-1].key {
+		if bytes.Equal(sorted[i].key(out), sorted[i-1].key(out)) {
 			return true
 		}
 	}
@@ -128,9 +139,7 @@ func hasRepeats(sorted []member) bool {
 // appendString writes a JSON string literal the way encoding/json (without HTML escaping)
 // does. Most strings are already in that form and are copied as they are.
 func appendString(dst, literal []byte) []byte {
-	inner := literal[1 : len(literal)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) && !bytes.Contains(inner, lineSeparator) &&
-		!bytes.Contains(inner, paragraphSeparator) {
+	if writtenAsIs(literal[1 : len(literal)-1]) {
 		return append(dst, literal...)
 	}
 	var buf bytes.Buffer
@@ -138,6 +147,13 @@ func appendString(dst, literal []byte) []byte {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(decodeString(literal)) // a string always encodes
 	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+}
+
+// writtenAsIs tells a string's characters (inside the quotes) that appendString copies as
+// they are: those are also its decoded bytes.
+func writtenAsIs(inner []byte) bool {
+	return bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) && !bytes.Contains(inner, lineSeparator) &&
+		!bytes.Contains(inner, paragraphSeparator)
 }
 
 var (

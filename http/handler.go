@@ -70,16 +70,21 @@ type route struct {
 // NewHandler returns the aggregator's API.
 func NewHandler(cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
-	mux := http.NewServeMux()
+	// Each route goes into two muxes: serving routes every request once, and api, the
+	// same routes alone, is asked only for requests none matches (unmatchedRoute).
+	api, serving := http.NewServeMux(), http.NewServeMux()
 	for _, rt := range routes(cfg) {
 		pattern := rt.method + " " + rt.path
 		handler := rt.handler
 		if allowed, ok := queryParams[pattern]; ok {
 			handler = onlyParams(cfg.Logger, allowed, handler)
 		}
-		mux.Handle(rt.method+" "+muxPath(rt.path), handler)
+		api.Handle(rt.method+" "+muxPath(rt.path), handler)
+		serving.Handle(rt.method+" "+muxPath(rt.path), handler)
 	}
-	return logRequests(cfg.Logger, recoverPanics(cfg.Logger, jsonMuxErrors(mux)))
+	// Every route is more specific than "/", so the mux picks it only when none matches.
+	serving.Handle("/", unmatchedRoute(api))
+	return logRequests(cfg.Logger, recoverPanics(cfg.Logger, serving))
 }
 
 func routes(cfg Config) []route {

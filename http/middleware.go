@@ -50,16 +50,17 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// jsonMuxErrors gives the mux's own 404 and 405 answers a JSON body like every other error.
-// The mux reports them by matching no pattern; it still sets the Allow header for a 405.
-func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+// unmatchedRoute answers a request that no route of api matches with a JSON 404 or 405,
+// like every other error, instead of the mux's plain text. It is served under "/", which
+// the mux picks only when no route matches, so that a request is routed once; an earlier
+// form asked api before every request and then let it route the request again. It asks api
+// which error the mux would give (a 405, with its Allow header, when the path has routes
+// for other methods), and that also leaves Request.Pattern empty, as the metrics expect of
+// a request no route matched.
+func unmatchedRoute(api *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
 		probe := &statusProbe{header: w.Header()}
-		mux.ServeHTTP(probe, r)
+		api.ServeHTTP(probe, r)
 		switch probe.status {
 		case http.StatusMethodNotAllowed:
 			writeStatusError(w, probe.status, fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path))

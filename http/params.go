@@ -14,6 +14,10 @@ import (
 // that has any parameter not in allowed.
 func onlyParams(logger *slog.Logger, allowed []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "" { // most requests: no query to parse (Query allocates a map)
+			next.ServeHTTP(w, r)
+			return
+		}
 		var unknown []string
 		for name := range r.URL.Query() {
 			if !slices.Contains(allowed, name) {

@@ -256,3 +256,13 @@ func TestPublishQueued(t *testing.T) {
 		t.Errorf("stats %+v depth %d, want 3 unique, 3 duplicates, depth 0", s.Counters, s.QueueDepth)
 	}
 }
+
+// TestCountsAnswerMatchesWriteJSON holds the hand-built publish answer to what writeJSON
+// wrote for it, byte for byte.
+func TestCountsAnswerMatchesWriteJSON(t *testing.T) {
+	for _, a := range []committedAnswer{{}, {Received: 1, Unique: 1}, {Received: 10000, Unique: 6999, Duplicates: 3001}} {
+		if got, want := appendCountsAnswer(nil, a), writeJSONBodyOf(a); !bytes.Equal(got, want) {
+			t.Errorf("%+v: got %q, want %q", a, got, want)
+		}
+	}
+}

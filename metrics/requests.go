@@ -1,9 +1,14 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/uts-events/uts/internal/httpstatus"
 )
@@ -22,6 +27,7 @@ const unmatched = "unmatched"
 // would hide the pattern and make every route "unmatched"; this package's tests would
 // catch it.
 func (m *Metrics) Requests(next http.Handler) http.Handler {
+	series := &requestSeries{m: m}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &httpstatus.Recorder{ResponseWriter: w}
@@ -40,12 +46,62 @@ func (m *Metrics) Requests(next http.Handler) http.Handler {
 			if route == "" {
 				route = unmatched
 			}
-			m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-			m.requestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+			s := series.of(route, code)
+			s.count.Inc()
+			s.duration.Observe(time.Since(start).Seconds())
 			if p != nil {
 				panic(p)
 			}
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// routeSeries are the two series one route and status code count into.
+type routeSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+// requestSeries keeps each (route, code) pair's series once looked up, so that a request
+// costs one small map read instead of two WithLabelValues calls, each of which hashes its
+// labels, checks them and locks the vector (issue #11: every request pays it). The map is
+// replaced, never changed, so reads need no lock; the pairs are few (routes × the codes
+// they answer) and stop growing after the first minutes.
+type requestSeries struct {
+	m     *Metrics
+	mu    sync.Mutex // serialises adding a pair
+	known atomic.Pointer[map[routeCode]routeSeries]
+}
+
+func (rs *requestSeries) of(route string, code int) routeSeries {
+	key := routeCode{route, code}
+	if known := rs.known.Load(); known != nil {
+		if s, ok := (*known)[key]; ok {
+			return s
+		}
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	old := rs.known.Load()
+	if old != nil {
+		if s, ok := (*old)[key]; ok {
+			return s
+		}
+	}
+	s := routeSeries{
+		count:    rs.m.requests.WithLabelValues(route, strconv.Itoa(code)),
+		duration: rs.m.requestDuration.WithLabelValues(route),
+	}
+	next := map[routeCode]routeSeries{key: s}
+	if old != nil {
+		maps.Copy(next, *old)
+	}
+	rs.known.Store(&next)
+	return s
 }

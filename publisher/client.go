@@ -28,6 +28,7 @@ type Client struct {
 	logger    *slog.Logger
 	next      atomic.Uint64 // round-robin position over urls
 	failures  *failureClock // may be nil; hears of every attempt's outcome
+	headers   requestHeaders
 
 	// sleep waits between attempts; tests replace it to see the waits without taking them.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -58,6 +59,7 @@ func NewClient(cc ClientConfig) (*Client, error) {
 	if c.readToken == "" {
 		c.readToken = c.token
 	}
+	c.headers = newRequestHeaders(c.token, c.readToken)
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -91,10 +93,51 @@ func (c *Client) Publish(ctx context.Context, body []byte) (Reply, error) {
 	}
 	reply.Status = answer.status
 	// The answer's counts are informative; a 2xx we cannot parse is still a delivery.
+	if readCounts(answer.body, &reply) {
+		return reply, nil
+	}
 	if err := json.Unmarshal(answer.body, &reply); err != nil {
 		c.logger.Warn("unreadable answer to a delivered request", "status", answer.status, "err", err)
 	}
 	return reply, nil
+}
+
+// readCounts reads the aggregator's usual answer to a committed publish,
+// {"received":N,"unique":N,"duplicates":N} and a newline, into reply without encoding/json,
+// whose reflection was a visible part of the publisher's CPU a request (issue #11). It
+// returns false, having set nothing, for any other answer, which json.Unmarshal then reads.
+func readCounts(body []byte, reply *Reply) bool {
+	rest, received, ok := countField(body, `{"received":`)
+	if !ok {
+		return false
+	}
+	rest, unique, ok := countField(rest, `,"unique":`)
+	if !ok {
+		return false
+	}
+	rest, duplicates, ok := countField(rest, `,"duplicates":`)
+	if !ok || string(rest) != "}\n" && string(rest) != "}" {
+		return false
+	}
+	reply.Received, reply.Unique, reply.Duplicates = received, unique, duplicates
+	return true
+}
+
+// countField reads prefix and the unsigned decimal after it, at most 9 digits.
+func countField(b []byte, prefix string) ([]byte, int, bool) {
+	if !bytes.HasPrefix(b, []byte(prefix)) {
+		return nil, 0, false
+	}
+	b = b[len(prefix):]
+	n, digits := 0, 0
+	for digits < len(b) && digits < 10 && b[digits] >= '0' && b[digits] <= '9' {
+		n = n*10 + int(b[digits]-'0')
+		digits++
+	}
+	if digits == 0 || digits > 9 || digits > 1 && b[0] == '0' {
+		return nil, 0, false
+	}
+	return b[digits:], n, true
 }
 
 // PublishEvents sends events as one JSON array.
@@ -131,6 +174,45 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 type answer struct {
 	status int
 	body   []byte
+}
+
+// maxAnswerBytes bounds the answer read: the API's answers are small, and a bigger one is
+// not ours to hold.
+const maxAnswerBytes = 1 << 20
+
+// readAnswer reads an answer's body, at most maxAnswerBytes. A declared length is read into
+// one buffer of that size: io.ReadAll's first 512 bytes and its growing were most of a
+// small answer's cost.
+func readAnswer(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= maxAnswerBytes {
+		data := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+}
+
+// requestHeaders are the headers of the client's two kinds of request, built once in
+// canonical form: setting them one by one on every request canonicalised each name and
+// allocated each value again (issue #11: the publisher shares the machine it measures).
+type requestHeaders struct {
+	publish, read http.Header
+}
+
+func newRequestHeaders(token, readToken string) requestHeaders {
+	h := requestHeaders{
+		publish: http.Header{"Accept": {"application/json"}, "User-Agent": {"uts-publisher"}, "Content-Type": {"application/json"}},
+		read:    http.Header{"Accept": {"application/json"}, "User-Agent": {"uts-publisher"}},
+	}
+	if token != "" {
+		h.publish["Authorization"] = []string{"Bearer " + token}
+	}
+	if readToken != "" {
+		h.read["Authorization"] = []string{"Bearer " + readToken}
+	}
+	return h
 }
 
 // do runs one request with retries, noting attempts and latencies in reply. A network error
@@ -181,17 +263,12 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 	if err != nil {
 		return answer{}, 0, err
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "uts-publisher")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	token := c.token
+	// Shared, not copied: neither net/http's client nor a RoundTripper changes a request's
+	// headers (the race detector would catch one that did, in this package's tests).
 	if method == http.MethodGet {
-		token = c.readToken
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header = c.headers.read
+	} else {
+		req.Header = c.headers.publish
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -200,7 +277,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 	defer resp.Body.Close()
 	// An answer cut short is a network error: the request may or may not have been applied,
 	// so it is sent again and the aggregator's deduplication absorbs the repeat.
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := readAnswer(resp)
 	if err != nil {
 		return answer{}, 0, fmt.Errorf("read answer: %w", err)
 	}

@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -252,6 +253,43 @@ func TestRetryDelayStaysUnderItsCeiling(t *testing.T) {
 			if d := p.delay(attempt, 0); d < 0 || d > ceiling {
 				t.Fatalf("attempt %d: delay %v outside [0, %v]", attempt, d, ceiling)
 			}
+		}
+	}
+}
+
+// TestReadCounts holds the hand-read answer to json.Unmarshal: the same counts for the
+// aggregator's usual answer, and nothing read from any other, which Unmarshal then reads.
+func TestReadCounts(t *testing.T) {
+	for _, body := range []string{
+		"{\"received\":1,\"unique\":1,\"duplicates\":0}\n",
+		`{"received":10000,"unique":6999,"duplicates":3001}`,
+		`{"received":0,"unique":0,"duplicates":0}`,
+	} {
+		var got, want Reply
+		if !readCounts([]byte(body), &got) {
+			t.Errorf("%q: not read", body)
+			continue
+		}
+		if err := json.Unmarshal([]byte(body), &want); err != nil {
+			t.Fatal(err)
+		}
+		if got.Received != want.Received || got.Unique != want.Unique || got.Duplicates != want.Duplicates {
+			t.Errorf("%q: %+v, want %+v", body, got, want)
+		}
+	}
+	for _, body := range []string{
+		`{"received":2,"queued":2}`,
+		`{"received":1,"unique":1,"duplicates":0,"results":["new"]}`,
+		`{"received":01,"unique":1,"duplicates":0}`,
+		`{"received":1234567890,"unique":1,"duplicates":0}`,
+		`{"received":-1,"unique":1,"duplicates":0}`,
+		`{"received":1,"unique":1,"duplicates":0}x`,
+		` {"received":1,"unique":1,"duplicates":0}`,
+		``,
+	} {
+		var got Reply
+		if readCounts([]byte(body), &got) || got.Received != 0 || got.Unique != 0 || got.Duplicates != 0 {
+			t.Errorf("%q: read as %+v, want it left to json.Unmarshal", body, got)
 		}
 	}
 }

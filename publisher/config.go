@@ -89,7 +89,13 @@ func (c Config) Validate() error {
 
 func (c Config) client() (*Client, error) {
 	hc := c.HTTPClient
-	if hc == nil {
+	switch {
+	case hc != nil:
+	case usesPlainTransport(c.URLs):
+		// The transport bounds each round trip itself: a Client Timeout would add a
+		// timer and a goroutine to every request made through a transport not net/http's.
+		hc = &http.Client{Transport: newPlainTransport(c.Timeout, c.Concurrency)}
+	default:
 		transport := http.DefaultTransport.(*http.Transport).Clone()
 		transport.MaxIdleConnsPerHost = c.Concurrency
 		hc = &http.Client{Timeout: c.Timeout, Transport: transport}
