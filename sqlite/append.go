@@ -43,7 +43,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	var positions []int
 	err := s.withWriter(ctx, func() error {
 		return s.transaction(ctx, func() error {
-			lastSeq, lastProcessedAt, err := s.writes.highWater()
+			lastSeq, lastProcessedAt, maxSeq, err := s.writes.highWater()
 			if err != nil {
 				return classify(ctx, "append: read counters", err)
 			}
@@ -57,7 +57,13 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 				}
 				fresh, positions = b.without(redelivered)
 			}
-			outcomes, err = s.appendFresh(ctx, fresh, lastSeq+1, processedAt)
+			// SQLite hands out max(seq)+1, which is the next seq unless retention deleted the
+			// newest events: then this batch is numbered from the high-water mark, explicitly.
+			var explicitFrom int64
+			if maxSeq < lastSeq {
+				explicitFrom = lastSeq + 1
+			}
+			outcomes, err = s.appendFresh(ctx, fresh, explicitFrom, processedAt)
 			return err
 		})
 	})
@@ -82,7 +88,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 }
 
 // appendFresh stores and counts the batch, none of it delivered before.
-func (s *Store) appendFresh(ctx context.Context, b *batch, firstSeq, processedAt int64) ([]uts.Outcome, error) {
+func (s *Store) appendFresh(ctx context.Context, b *batch, explicitFrom, processedAt int64) ([]uts.Outcome, error) {
 	if len(b.events) == 0 {
 		return nil, nil
 	}
@@ -91,7 +97,7 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, firstSeq, processedAt
 			return nil, classify(ctx, "append: read fingerprints", err)
 		}
 	}
-	lastSeq, err := s.writes.insert(b, firstSeq, processedAt)
+	lastSeq, err := s.writes.insert(b, explicitFrom, processedAt)
 	if err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
@@ -102,14 +108,15 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, firstSeq, processedAt
 	return outcomes, nil
 }
 
-// highWater reads the greatest seq handed out and the latest processed_at; see schemaV4.
-func (w *writeStatements) highWater() (lastSeq, lastProcessedAt int64, err error) {
+// highWater reads the greatest seq handed out, the latest processed_at (see schemaV4), and
+// the greatest seq in the table: a seek to the last row.
+func (w *writeStatements) highWater() (lastSeq, lastProcessedAt, maxSeq int64, err error) {
 	stmt := w.readCounters
 	defer stmt.Reset()
 	if !stmt.Step() {
-		return 0, 0, errors.Join(stmt.Err(), errors.New("no counters row"))
+		return 0, 0, 0, errors.Join(stmt.Err(), errors.New("no counters row"))
 	}
-	return stmt.ColumnInt64(0), stmt.ColumnInt64(1), nil
+	return stmt.ColumnInt64(0), stmt.ColumnInt64(1), stmt.ColumnInt64(2), nil
 }
 
 // Timestamps are stored as int64 unix nanoseconds, which span these instants.

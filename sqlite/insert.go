@@ -58,7 +58,7 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 		w.probeBySize[n] = prepare(probeSQL(n))
 		w.recordBySize[n] = prepare(recordSQL(n))
 	}
-	w.readCounters = prepare(`SELECT last_seq, last_processed_at FROM counters WHERE id = 1`)
+	w.readCounters = prepare(`SELECT last_seq, last_processed_at, (SELECT coalesce(max(seq), 0) FROM events) FROM counters WHERE id = 1`)
 	w.addCounters = prepare(`UPDATE counters SET
 		received = received + ?1, unique_processed = unique_processed + ?2,
 		duplicate_dropped = duplicate_dropped + ?3, duplicate_conflicts = duplicate_conflicts + ?4,
@@ -97,8 +97,8 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 // comes back with its own hash; a key stored with other content takes a no-op update (rare:
 // a producer bug) that brings back the stored hash; a key stored with the same content, a
 // retry, does not come back. Looking the refused keys up instead cost a third of Append.
-// Append hands out seq itself (see schemaV4); a refused row leaves a gap, which no reader
-// can tell from an expired event.
+// Seq is SQLite's, max(seq)+1, unless Append gives it (see schemaV4): binding one costs a
+// seek a row, so it is done only after retention deleted the newest events.
 func insertSQL(rows int) string {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
@@ -110,7 +110,7 @@ func insertSQL(rows int) string {
 	}
 	q.WriteString(` ON CONFLICT (topic, event_id) DO UPDATE SET content_hash = content_hash
 		WHERE content_hash <> excluded.content_hash
-		RETURNING topic, event_id, content_hash`)
+		RETURNING seq, topic, event_id, content_hash`)
 	return q.String()
 }
 
@@ -129,9 +129,11 @@ func (w *writeStatements) close() error {
 }
 
 // insert inserts the batch's first occurrences that no fingerprint names, in batch order,
-// which is also the order of their seq: firstSeq, firstSeq+1, and so on. It marks those the
-// database took, and returns the last seq it handed out.
-func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) (lastSeq int64, err error) {
+// which is also the order of their seq: SQLite's next, or explicitFrom, explicitFrom+1, and
+// so on when it is not zero (a refused row then leaves a gap, which no reader can tell from
+// an expired event). It marks those the database took, and returns the greatest seq of
+// those, or 0.
+func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (lastSeq int64, err error) {
 	rows := b.distinct
 	if len(b.expiredTag) > 0 {
 		rows = make([]int, 0, len(b.distinct))
@@ -141,15 +143,19 @@ func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) (lastSeq
 			}
 		}
 	}
-	seq := firstSeq
+	seq := explicitFrom
 	err = chunked(rows, func(rows []int) error {
 		stmt := w.insertBySize[len(rows)]
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {
 			e := &b.events[i]
-			bind.int64(seq)
-			seq++
+			if explicitFrom > 0 {
+				bind.int64(seq)
+				seq++
+			} else {
+				bind.null()
+			}
 			bind.text(e.Topic)
 			bind.text(e.EventID)
 			bind.int64(e.Timestamp.UnixNano())
@@ -162,20 +168,21 @@ func (w *writeStatements) insert(b *batch, firstSeq, processedAt int64) (lastSeq
 			return bind.err
 		}
 		for stmt.Step() {
-			key := uts.Key{Topic: stmt.ColumnText(0), EventID: stmt.ColumnText(1)}
+			key := uts.Key{Topic: stmt.ColumnText(1), EventID: stmt.ColumnText(2)}
 			i, ok := b.first[key]
 			if !ok {
 				return errNotInBatch
 			}
-			if hash := stmt.ColumnRawText(2); string(hash) == b.hashes[i] {
+			if hash := stmt.ColumnRawText(3); string(hash) == b.hashes[i] {
 				b.inserted[i] = true
+				lastSeq = max(lastSeq, stmt.ColumnInt64(0))
 			} else {
 				b.conflicting[key] = string(hash)
 			}
 		}
 		return stmt.Err()
 	})
-	return seq - 1, err
+	return lastSeq, err
 }
 
 // chunked calls insert with rows cut into chunks of precompiled sizes: powers of two up to
@@ -218,6 +225,13 @@ func (b *binder) bytes(v []byte) {
 	}
 	b.next++
 	if err := b.stmt.BindRawText(b.next, v); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *binder) null() {
+	b.next++
+	if err := b.stmt.BindNull(b.next); err != nil && b.err == nil {
 		b.err = err
 	}
 }
