@@ -220,8 +220,8 @@ func (s *Store) readEvents(ctx context.Context, query string, args []any) (event
 
 // statsSQL reads every total in one statement, so from one snapshot: the counters add up,
 // and what is stored is what was ever stored less what expired, with no count of the events.
-// The row with a NULL topic carries the dead letters and the size on disk: every table of
-// the schema (a partition is one), with its indexes and TOAST.
+// The row with a NULL topic carries the dead letters. The size on disk is read apart
+// (diskBytes): it takes a lock on every table, which the counters must not wait for.
 const statsSQL = `
 SELECT c.topic, c.unique_count, c.duplicates, c.conflicts, c.last_event_at, coalesce(x.expired, 0), 0::bigint
 FROM (SELECT topic, sum(unique_count)::bigint AS unique_count, sum(duplicates)::bigint AS duplicates,
@@ -229,10 +229,43 @@ FROM (SELECT topic, sum(unique_count)::bigint AS unique_count, sum(duplicates)::
       FROM topic_counters GROUP BY topic) c
 LEFT JOIN expiry x ON x.topic = c.topic
 UNION ALL
-SELECT NULL, coalesce(sum(count), 0)::bigint, 0, 0, NULL, 0,
-       (SELECT coalesce(sum(pg_total_relation_size(r.oid)), 0)::bigint FROM pg_class r
-        WHERE r.relnamespace = current_schema()::regnamespace AND r.relkind IN ('r', 'm'))
+SELECT NULL, coalesce(sum(count), 0)::bigint, 0, 0, NULL, 0, 0::bigint
 FROM dead_letters`
+
+// diskSQL is the size on disk of every table of the schema (a partition is one), with its
+// indexes and TOAST. pg_total_relation_size takes an ACCESS SHARE lock on each table.
+const diskSQL = `
+SELECT coalesce(sum(pg_total_relation_size(r.oid)), 0)::bigint FROM pg_class r
+WHERE r.relnamespace = current_schema()::regnamespace AND r.relkind IN ('r', 'm')`
+
+// diskEstimateSQL is the catalog's estimate of the same, as of the tables' last vacuum or
+// analyze, which takes no lock: what the size is while a table is locked.
+const diskEstimateSQL = `
+SELECT coalesce(sum(r.relpages), 0)::bigint * current_setting('block_size')::bigint FROM pg_class r
+WHERE r.relnamespace = current_schema()::regnamespace`
+
+// diskLockWait bounds how long reading the size waits for a table's lock before it settles
+// for the catalog's estimate: a table locked by a migration or a stuck transaction must not
+// hold /stats and /metrics up.
+const diskLockWait = "100ms"
+
+// diskBytes reads the size on disk, or its estimate while a table is locked.
+func (s *Store) diskBytes(ctx context.Context) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+diskLockWait+"'"); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, diskSQL).Scan(&n)
+	})
+	if isLockTimeout(err) {
+		err = s.pool.QueryRow(ctx, diskEstimateSQL).Scan(&n)
+	}
+	if err != nil {
+		return 0, wrap("stats: size on disk", err)
+	}
+	return n, nil
+}
 
 // Stats sums the counter shards.
 func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
@@ -254,7 +287,6 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 		if topic == nil {
 			stats.DeadLettered = unique
 			stats.Received += unique
-			stats.DiskBytes = disk
 			return nil
 		}
 		t := uts.TopicStats{Topic: *topic, Unique: unique, Stored: unique - expired, Expired: expired,
@@ -274,6 +306,9 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 		return uts.Stats{}, wrap("stats", err)
 	}
 	stats.Stored = stats.UniqueProcessed - stats.Expired
+	if stats.DiskBytes, err = s.diskBytes(ctx); err != nil {
+		return uts.Stats{}, err
+	}
 	// Sorted here, by bytes, rather than by the database's collation, so that every store
 	// orders topics alike.
 	slices.SortFunc(stats.Topics, func(a, b uts.TopicStats) int { return cmp.Compare(a.Topic, b.Topic) })

@@ -190,7 +190,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-time.After(cfg.ShutdownTimeout):
 		return errors.New("draining: timed out")
 	}
-	final, err := store.Stats(context.Background())
+	// The last word is bounded: a store that stalls must not hold the exit.
+	finalCtx, cancelFinal := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelFinal()
+	final, err := store.Stats(finalCtx)
 	if err == nil {
 		logger.Info("aggregator stopped", "received", final.Received,
 			"unique_processed", final.UniqueProcessed, "duplicate_dropped", final.DuplicateDropped)
