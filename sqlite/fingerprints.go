@@ -196,7 +196,7 @@ func loadFingerprints(conn *sqlite3.Conn) (*bloom.Filter, int64, error) {
 		return nil, 0, errors.Join(count.Err(), errors.New("no row"))
 	}
 	n := count.ColumnInt64(0)
-	seen := bloom.New(max(n+n/4, 1<<20))
+	seen := bloom.New(max(n+n/4, 1<<16))
 	keys, _, err := conn.Prepare(`SELECT key FROM fingerprints`)
 	if err != nil {
 		return nil, 0, err

@@ -34,7 +34,7 @@ type filter struct {
 
 func newFilter(capacity int64, generation int) *filter {
 	words := (capacity*int64(bitsPerKey+moreBitsPerKey*generation) + 63) / 64
-	return &filter{bits: make([]uint64, words), capacity: capacity}
+	return &filter{bits: allocWords(words), capacity: capacity}
 }
 
 // New returns an empty filter sized for capacity keys before it first grows.
