@@ -210,8 +210,17 @@ func testNewestCursorNeverSkips(t *testing.T, newStore NewStore) {
 		_, err := s.Append(context.WithoutCancel(t.Context()), []uts.Event{slow})
 		done <- err
 	}()
-	for appends.Load() == 0 { // until the slow append has run its statement
-		time.Sleep(time.Millisecond)
+	// Until the slow append has run its statement; an append that fails instead ends the
+	// test, and so does a store that never gets there.
+	for deadline := time.Now().Add(30 * time.Second); appends.Load() == 0; time.Sleep(time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the slow Append ended before its statement ran: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow Append did not run its statement within 30 s")
+		}
 	}
 	time.Sleep(50 * time.Millisecond)
 	appendOK(t, s, fast)
