@@ -21,9 +21,11 @@ import (
 // retention stays the size of what it holds at its peak (docs/benchmarks.md, "Retention —
 // SQLite"); auto_vacuum would give pages back to the file system only to grow the file again.
 
-// expireChunkRows is the most events one write transaction deletes: about a millisecond of
-// work (docs/benchmarks.md).
-const expireChunkRows = 1000
+// expireChunkRows is the most events one write transaction deletes. Appends wait behind one
+// chunk at most, and a chunk also writes its events' fingerprints, a page each: at 1000 the
+// appends' p50 went from 5 to 52 ms while a backlog expired (18,000 events/s expired); at 250,
+// 23 ms (9,400 events/s expired). docs/benchmarks.md, "Retention — SQLite".
+const expireChunkRows = 250
 
 // expiryHeadSQL reads a topic's oldest events, oldest first.
 const expiryHeadSQL = `SELECT seq, processed_at FROM events WHERE topic = ? ORDER BY seq LIMIT ?`
