@@ -188,7 +188,9 @@ func nextPageURL(q uts.EventQuery, last uts.Cursor, wait time.Duration) string {
 }
 
 // exportEvents streams every matching event from q.After on (with q.Newest, from q.Before
-// down), ignoring q.Limit, one chunk in memory at a time.
+// down), ignoring q.Limit, one chunk in memory at a time. Oldest first, it checks after each
+// chunk whether retention deleted events after the cursor it read from: before the first
+// chunk the Expired-Through header says so; later, only breaking the stream off can.
 func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts.EventQuery, logger *slog.Logger) {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -196,6 +198,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 	buf := getEventBuffer()
 	defer putEventBuffer(buf)
 	started := false
+	var reported uts.Cursor // the Expired-Through header sent, if any
 	for {
 		events, err := store.Events(ctx, q)
 		if err != nil {
@@ -207,12 +210,24 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 			logger.ErrorContext(ctx, "export events failed mid-stream", "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		if !started && !q.Newest {
-			err = markExpired(ctx, w.Header(), store, q.Topics, q.After)
-		}
-		if err != nil {
-			writeError(w, r, logger, fmt.Errorf("export events: %w", err))
-			return
+		if !q.Newest {
+			through, lost, err := expiredAfter(ctx, store, q.Topics, q.After)
+			switch {
+			case err != nil && !started:
+				writeError(w, r, logger, fmt.Errorf("export events: %w", err))
+				return
+			case err != nil:
+				logger.ErrorContext(ctx, "export events failed mid-stream", "err", err)
+				panic(http.ErrAbortHandler)
+			case lost && !started:
+				w.Header().Set(expiredHeader, through.String())
+				reported = through
+			case lost && through.Compare(reported) > 0:
+				// Retention deleted events ahead of the export after its header was sent:
+				// the header cannot say so any more, a broken stream can.
+				logger.InfoContext(ctx, "export events overtaken by retention", "after", q.After, "expired_through", through)
+				panic(http.ErrAbortHandler)
+			}
 		}
 		if !started {
 			w.Header().Set("Content-Type", ndjson)

@@ -1,12 +1,20 @@
 package http
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/sqlite"
 )
 
 // expireTopic deletes every stored event of topic as an expiry round two hours from now
@@ -66,8 +74,8 @@ func TestExpiredEventsAreReported(t *testing.T) {
 	}
 	for _, path := range []string{
 		"/events?topic=gone&after=" + held[0].Cursor.String(), // past the gap
-		"/events?topic=kept",                                  // lost nothing
-		"/events?topic=gone&order=desc",                       // newest first skips nothing it promised
+		"/events?topic=kept",            // lost nothing
+		"/events?topic=gone&order=desc", // newest first skips nothing it promised
 	} {
 		if got := e.do("GET", path, nil).header.Get(expiredHeader); got != "" {
 			t.Errorf("GET %s: %s = %q, want none", path, expiredHeader, got)
@@ -107,5 +115,63 @@ func TestExpiredEventsAreReported(t *testing.T) {
 	st := e.stats()
 	if st.Stored != 4 || st.Expired != 5 || st.UniqueProcessed != 9 {
 		t.Fatalf("/stats stored %d expired %d unique %d; want 4, 5, 9", st.Stored, st.Expired, st.UniqueProcessed)
+	}
+}
+
+// expiringStore runs expire once, before the second read of the feed: retention deleting
+// events ahead of a reader that is part way through the feed.
+type expiringStore struct {
+	uts.Store
+	reads  atomic.Int32
+	expire func()
+}
+
+func (s *expiringStore) Events(ctx context.Context, q uts.EventQuery) ([]uts.StoredEvent, error) {
+	if s.reads.Add(1) == 2 {
+		s.expire()
+	}
+	return s.Store.Events(ctx, q)
+}
+
+// TestExportReportsEventsExpiredDuringIt: an export reads the feed a chunk at a time; events
+// that retention deletes after the first chunk, before the export reached them, are lost to
+// it as much as those deleted before it began, and it must not end as if it had every event.
+func TestExportReportsEventsExpiredDuringIt(t *testing.T) {
+	t.Parallel()
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "uts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var batch []uts.Event
+	for i := range exportChunk + 5 {
+		batch = append(batch, uts.Event{Topic: "t", EventID: fmt.Sprint(i), Timestamp: time.Now(), Source: "s", Payload: []byte(`{}`)})
+	}
+	if _, err := store.Append(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	wrapped := &expiringStore{Store: store, expire: func() {
+		if _, err := store.Expire(context.Background(), uts.Retention{Events: time.Hour}, time.Now().Add(2*time.Hour), 10_000); err != nil {
+			t.Errorf("Expire: %v", err)
+		}
+	}}
+	server := httptest.NewServer(NewHandler(Config{Store: wrapped}))
+	defer server.Close()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", server.URL+"/events?topic=t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", ndjson)
+	resp, err := server.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, readErr := io.ReadAll(resp.Body)
+	lines := bytes.Count(body, []byte("\n"))
+	told := resp.Header.Get(expiredHeader) != "" || resp.Trailer.Get(expiredHeader) != "" || readErr != nil
+	if lines < len(batch) && !told {
+		t.Fatalf("the export ended cleanly with %d of %d events, and no %s: the reader cannot tell it lost %d",
+			lines, len(batch), expiredHeader, len(batch)-lines)
 	}
 }

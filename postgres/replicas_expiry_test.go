@@ -117,3 +117,64 @@ func TestStatsWhileEventsAreLocked(t *testing.T) {
 		t.Fatalf("stats %+v, want the one event", st.Counters)
 	}
 }
+
+// TestFingerprintsWaitForAnotherReplicasChunk: a replica whose chunk finds the events it read
+// deleted meanwhile by another replica's chunk, still in flight, must not take the topic for
+// done and go on to the fingerprints: the other replica may stop at its limit with expired
+// events left, and a fingerprint deleted before its event lets a duplicate of it in again.
+func TestFingerprintsWaitForAnotherReplicasChunk(t *testing.T) {
+	t.Parallel()
+	s, u := openStore(t)
+	conn := connect(t, u)
+	var batch []uts.Event
+	for i := range 5 {
+		batch = append(batch, event("b", fmt.Sprint(i), "x"))
+	}
+	if _, err := s.Append(t.Context(), batch); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	// The first three fingerprints move to the end of the table, so that a scan of it
+	// reaches the last two events' first.
+	if _, err := conn.Exec(t.Context(), `WITH moved AS (DELETE FROM fingerprints
+		WHERE key IN (fingerprint_key('b', '0'), fingerprint_key('b', '1'), fingerprint_key('b', '2')) RETURNING *)
+		INSERT INTO fingerprints SELECT * FROM moved`); err != nil {
+		t.Fatal(err)
+	}
+
+	// The other replica's chunk: the first three events, deleted and not yet committed.
+	other, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.Background())
+	var xid string
+	if err := other.QueryRow(t.Context(), `WITH d AS (DELETE FROM events WHERE topic = 'b' AND event_id IN ('0', '1', '2') RETURNING 1)
+		SELECT pg_current_xact_id()::text FROM d LIMIT 1`).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	r := uts.Retention{Events: time.Hour, Fingerprints: time.Hour}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Expire(t.Context(), r, time.Now().Add(2*time.Hour), 3)
+		done <- err
+	}()
+	waitForLockWaiter(t, t.Context(), conn, xid)
+	if err := other.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Expire: %v", err)
+	}
+
+	outcomes, err := s.Append(t.Context(), batch[3:])
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	var rows int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM events WHERE event_id IN ('3', '4')`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(outcomes) != "[duplicate duplicate]" || rows > 2 {
+		t.Errorf("duplicates of events still stored: %v, %d rows of them; want duplicates, 2 rows", outcomes, rows)
+	}
+}

@@ -407,3 +407,58 @@ func TestDefaultPartitionCatchesWhatNoPartitionCovers(t *testing.T) {
 	}
 	wantExpired(t, s, map[string]int64{"t": 1})
 }
+
+// TestFingerprintOutlivesAnEventLeftBehind: processed_at is the time a transaction began and
+// the feed's order is that of the transaction ids, taken at its first write, so an append
+// that began first (its processed_at older) can sort after one that began later, by as long
+// as it waited for a lock before its first write. Expiry stops each topic at the first event
+// not yet expired and leaves an expired one behind it for a later round; the fingerprints
+// must then not go before that event, or a duplicate of it is stored a second time.
+func TestFingerprintOutlivesAnEventLeftBehind(t *testing.T) {
+	t.Parallel()
+	s, u := openStore(t)
+	conn := connect(t, u)
+	young, late := event("t", "young", "x"), event("t", "late", "x")
+	for _, e := range []uts.Event{young, late} { // two transactions: young's id is the smaller
+		if outcomes, err := s.Append(t.Context(), []uts.Event{e}); err != nil || outcomes[0] != uts.OutcomeNew {
+			t.Fatalf("Append %v: %v, %v", e.Key(), outcomes, err)
+		}
+	}
+	// late's transaction began two minutes before young's, as if it had waited that long.
+	var began time.Time
+	if err := conn.QueryRow(t.Context(), `SELECT processed_at FROM events WHERE event_id = 'young'`).Scan(&began); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(t.Context(), `UPDATE events SET processed_at = $1 WHERE event_id = 'late'`,
+		began.Add(-2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := conn.Exec(t.Context(), `UPDATE fingerprints SET at = $1 WHERE key = fingerprint_key('t', 'late')`,
+		int32(began.Add(-2*time.Minute).Unix()/60)); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("age the fingerprint: %v", err)
+	}
+
+	// An hour on, less a minute: late has expired, young has not.
+	r := uts.Retention{Events: time.Hour, Fingerprints: time.Hour}
+	for range 10 {
+		e, err := s.Expire(t.Context(), r, began.Add(time.Hour-time.Minute), 100)
+		if err != nil {
+			t.Fatalf("Expire: %v", err)
+		}
+		if !e.More {
+			break
+		}
+	}
+	outcomes, err := s.Append(t.Context(), []uts.Event{late})
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	var rows int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM events WHERE event_id = 'late'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if outcomes[0] != uts.OutcomeDuplicate || rows > 1 {
+		t.Errorf("a duplicate of an event expiry left behind: %v, and %d rows of it stored; want a duplicate, stored once at most",
+			outcomes[0], rows)
+	}
+}
