@@ -298,7 +298,21 @@ func (s *Store) expireEvents(ctx context.Context, r uts.Retention, now time.Time
 // disjoint chunks. There is no index on the minute (it would cost every append), so a chunk
 // reads the table from the start: the rows of the chunks before, dead until vacuum, are read
 // again.
+//
+// Fingerprints being at least every event retention is not enough on its own: expiry may
+// leave an expired event behind a younger one that sorts before it (processed_at is when a
+// transaction began, the feed's order when it first wrote), and another replica's chunk may
+// still be deleting. So the cutoff is never later than the oldest event that may still be
+// stored (storedSince): a fingerprint is deleted only once every event of its time is gone,
+// which holds fingerprints up to a partition's width past Retention.Fingerprints.
 func (s *Store) expireFingerprints(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	since, err := s.storedSince(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if since.Before(cutoff) {
+		cutoff = since
+	}
 	minute := cutoff.Unix() / 60
 	if cutoff.Unix() < 0 {
 		return 0, nil
@@ -335,3 +349,64 @@ func (s *Store) ExpiredThrough(ctx context.Context, topics []string) (uts.Cursor
 	}
 	return uts.Cursor{Tx: uint64(*tx), Seq: *seq}, nil
 }
+
+// storedSince is a time no stored event was processed before: the lower bound of the oldest
+// range partition that holds an event, or the oldest event of the default partition,
+// whichever is earlier. Each partition is asked whether it holds a row, oldest first, so the
+// answer costs a probe of each empty one that has not been dropped yet. A partition from
+// MINVALUE (the table from before partitioning) has no lower bound: while it holds an event,
+// nothing is older than the zero time. With no event stored it is the far future.
+func (s *Store) storedSince(ctx context.Context) (time.Time, error) {
+	since := time.Unix(1<<40, 0) // nothing stored
+	var oldestDefault *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT min(processed_at) FROM events_default`).Scan(&oldestDefault); err != nil {
+		return time.Time{}, wrap("expire fingerprints: default partition", err)
+	}
+	if oldestDefault != nil {
+		since = *oldestDefault
+	}
+	rows, err := s.pool.Query(ctx, partitionLowerBoundsSQL)
+	if err != nil {
+		return time.Time{}, wrap("expire fingerprints: partitions", err)
+	}
+	type bounded struct {
+		name  string
+		lower *time.Time
+	}
+	var parts []bounded
+	var p bounded
+	_, err = pgx.ForEachRow(rows, []any{&p.name, &p.lower}, func() error {
+		parts = append(parts, p)
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, wrap("expire fingerprints: partitions", err)
+	}
+	for _, p := range parts {
+		var held bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM `+pgx.Identifier{p.name}.Sanitize()+`)`).Scan(&held); err != nil {
+			return time.Time{}, wrap("expire fingerprints: partition "+p.name, err)
+		}
+		if !held {
+			continue
+		}
+		var lower time.Time // MINVALUE
+		if p.lower != nil {
+			lower = *p.lower
+		}
+		if lower.Before(since) {
+			since = lower
+		}
+		break
+	}
+	return since, nil
+}
+
+// partitionLowerBoundsSQL lists the range partitions with their lower bounds (NULL for
+// MINVALUE), oldest first, read back as partitionsSQL reads the upper ones.
+const partitionLowerBoundsSQL = `
+SELECT c.relname::text,
+       substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \(''([^'']+)''\)')::timestamptz
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'events'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+ORDER BY substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')::timestamptz`
