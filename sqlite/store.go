@@ -55,6 +55,8 @@ type Store struct {
 	// written by this process alone, which is what SQLite mode is.
 	fingerprinted atomic.Bool
 	seen          *bloom.Filter
+	// release lets go of the file's lock (lockStore), once the store is closed.
+	release func() error
 	// expiring serializes Expire calls, which own nextTopic and sweep.
 	expiring sync.Mutex
 	// nextTopic is where the next Expire starts, after one that stopped at its limit.
@@ -92,9 +94,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// WAL is fsynced only at checkpoints: still safe against kill -9 (the OS holds the
 	// written pages), but a power cut could lose the last commits that were acknowledged.
 	//
-	// busy_timeout makes a second process that opened the same file wait for the write lock
-	// instead of failing at once; transactions start with BEGIN IMMEDIATE, taking that lock
-	// at once, so a transaction never fails half-way on a lock upgrade.
+	// A second Store of the file is refused (lockStore). busy_timeout still makes a reader,
+	// such as the sqlite3 shell, that holds a lock wait rather than fail; transactions start
+	// with BEGIN IMMEDIATE, taking the write lock at once, so a transaction never fails
+	// half-way on a lock upgrade.
 	//
 	// page_size=16384 (taking effect when the file is created) quarters the WAL frames, and
 	// so the write syscalls, a commit costs: 15-20% less CPU per event than 4096.
@@ -111,6 +114,16 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// temp_store=memory keeps the statement journal of a multi-row INSERT off the disk: it
 	// only serves to undo a failed statement, and writing it to a temp file cost 10% of an
 	// Append.
+	release, err := lockStore(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			release()
+		}
+	}()
 	writer, err := sqlite3.OpenContext(ctx, dsn(path, "_pragma=busy_timeout(10000)", "_pragma=page_size(16384)",
 		"_pragma=journal_mode(wal)", "_pragma=synchronous(full)", "_pragma=temp_store(memory)", "_pragma=cache_size(-65536)"))
 	if err != nil {
@@ -146,6 +159,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 
 	s := &Store{dir: filepath.Dir(path), path: path, writer: writer, read: read, writing: make(chan struct{}, 1), writes: writes, log: slog.Default()}
 	s.seen = seen
+	s.release = release
+	opened = true
 	s.fingerprinted.Store(fingerprints > 0)
 	for _, opt := range opts {
 		opt(s)
@@ -204,5 +219,5 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	return errors.Join(s.read.Close(), s.writes.close(), s.writer.Close())
+	return errors.Join(s.read.Close(), s.writes.close(), s.writer.Close(), s.release())
 }
