@@ -177,6 +177,7 @@ type batch struct {
 	conflicting map[uts.Key]string
 	// expired marks the first occurrences whose key has a fingerprint: its event expired, so
 	// it is not new; expiredTag holds the fingerprint's content tag, all that is left of it.
+	// Both are nil until fingerprint, which only a store with fingerprints calls.
 	expired    []bool
 	expiredTag map[uts.Key]uint32
 }
@@ -198,8 +199,6 @@ func sortOut(events []uts.Event, hashes []string) *batch {
 		distinct:    make([]int, 0, len(events)),
 		inserted:    make([]bool, len(events)),
 		conflicting: make(map[uts.Key]string),
-		expired:     make([]bool, len(events)),
-		expiredTag:  make(map[uts.Key]uint32),
 	}
 	for i, e := range events {
 		if _, seen := b.first[e.Key()]; !seen {
@@ -217,6 +216,8 @@ func (b *batch) fingerprint() {
 		return
 	}
 	b.prints = make([][16]byte, len(b.events))
+	b.expired = make([]bool, len(b.events))
+	b.expiredTag = make(map[uts.Key]uint32)
 	b.byPrint = make(map[[16]byte]int, len(b.distinct))
 	for _, i := range b.distinct {
 		b.prints[i] = uts.KeyFingerprint(b.events[i].Key())
@@ -237,7 +238,7 @@ func (b *batch) outcomes() []uts.Outcome {
 		case first == i && b.inserted[i]:
 			outcomes[i] = uts.OutcomeNew
 			continue
-		case b.expired[first]:
+		case b.expired != nil && b.expired[first]:
 			same = uts.ContentTag(b.hashes[i]) == b.expiredTag[e.Key()]
 		default:
 			stored := b.hashes[first] // stored by this batch, or already stored with this content
