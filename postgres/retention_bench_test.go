@@ -233,3 +233,31 @@ func benchPool(b *testing.B, u string) *pgxpool.Pool {
 	b.Cleanup(pool.Close)
 	return pool
 }
+
+// BenchmarkMigrateToRetention times migration 0006 on a schema at version 5 that holds
+// UTS_BENCH_RETENTION_ROWS events (default a million): the old table becomes a partition,
+// two of its indexes are built again, and a fingerprint is filled in for every event, in
+// the one transaction of Open. Run it with -benchtime 1x.
+func BenchmarkMigrateToRetention(b *testing.B) {
+	n := retentionRows(b, 1_000_000)
+	for range b.N {
+		b.StopTimer()
+		u := testenv.PostgresSchema(b)
+		if err := postgres.MigrateTo(b.Context(), u, 5); err != nil {
+			b.Fatalf("migrate to version 5: %v", err)
+		}
+		fillEvents(b, benchPool(b, u), n, "now() - interval '1 hour'")
+		b.StartTimer()
+		start := time.Now()
+		s, err := postgres.Open(b.Context(), u)
+		if err != nil {
+			b.Fatalf("Open (migrating): %v", err)
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		s.Close()
+		b.ReportMetric(took.Seconds(), "s/migration")
+		b.ReportMetric(float64(n)/took.Seconds(), "events/s")
+		b.Logf("migrated %d events in %v", n, took.Round(time.Millisecond))
+	}
+}
