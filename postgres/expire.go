@@ -365,20 +365,7 @@ func (s *Store) storedSince(ctx context.Context) (time.Time, error) {
 	if oldestDefault != nil {
 		since = *oldestDefault
 	}
-	rows, err := s.pool.Query(ctx, partitionLowerBoundsSQL)
-	if err != nil {
-		return time.Time{}, wrap("expire fingerprints: partitions", err)
-	}
-	type bounded struct {
-		name  string
-		lower *time.Time
-	}
-	var parts []bounded
-	var p bounded
-	_, err = pgx.ForEachRow(rows, []any{&p.name, &p.lower}, func() error {
-		parts = append(parts, p)
-		return nil
-	})
+	parts, err := listPartitions(ctx, s.pool)
 	if err != nil {
 		return time.Time{}, wrap("expire fingerprints: partitions", err)
 	}
@@ -401,12 +388,3 @@ func (s *Store) storedSince(ctx context.Context) (time.Time, error) {
 	}
 	return since, nil
 }
-
-// partitionLowerBoundsSQL lists the range partitions with their lower bounds (NULL for
-// MINVALUE), oldest first, read back as partitionsSQL reads the upper ones.
-const partitionLowerBoundsSQL = `
-SELECT c.relname::text,
-       substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \(''([^'']+)''\)')::timestamptz
-FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'events'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
-ORDER BY substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')::timestamptz`

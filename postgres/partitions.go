@@ -43,15 +43,17 @@ func WithPartitionWidth(d time.Duration) Option {
 // partition is one range partition of the events table.
 type partition struct {
 	name  string
+	lower *time.Time // nil for MINVALUE: the table from before partitioning
 	upper time.Time
 }
 
-// partitionsSQL lists the range partitions with their upper bounds, oldest first. The bound
-// is read back from the partition's expression, which writes it as a timestamptz literal in
-// this session's settings, so the cast in the same statement reads it right. The default
-// partition has none.
+// partitionsSQL lists the range partitions with their bounds, oldest first. A bound is read
+// back from the partition's expression, which writes it as a timestamptz literal in this
+// session's settings, so the cast in the same statement reads it right. The default
+// partition has none, nor does MINVALUE.
 const partitionsSQL = `
 SELECT c.relname::text,
+       substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \(''([^'']+)''\)')::timestamptz AS lower,
        substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')::timestamptz AS upper
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'events'::regclass
@@ -66,10 +68,10 @@ func listPartitions(ctx context.Context, q interface {
 	}
 	var out []partition
 	var name string
-	var upper *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&name, &upper}, func() error {
+	var lower, upper *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&name, &lower, &upper}, func() error {
 		if upper != nil {
-			out = append(out, partition{name: name, upper: *upper})
+			out = append(out, partition{name: name, lower: lower, upper: *upper})
 		}
 		return nil
 	})

@@ -223,13 +223,13 @@ func (s *Store) readEvents(ctx context.Context, query string, args []any) (event
 // The row with a NULL topic carries the dead letters. The size on disk is read apart
 // (diskBytes): it takes a lock on every table, which the counters must not wait for.
 const statsSQL = `
-SELECT c.topic, c.unique_count, c.duplicates, c.conflicts, c.last_event_at, coalesce(x.expired, 0), 0::bigint
+SELECT c.topic, c.unique_count, c.duplicates, c.conflicts, c.last_event_at, coalesce(x.expired, 0)
 FROM (SELECT topic, sum(unique_count)::bigint AS unique_count, sum(duplicates)::bigint AS duplicates,
              sum(conflicts)::bigint AS conflicts, max(last_event_at) AS last_event_at
       FROM topic_counters GROUP BY topic) c
 LEFT JOIN expiry x ON x.topic = c.topic
 UNION ALL
-SELECT NULL, coalesce(sum(count), 0)::bigint, 0, 0, NULL, 0, 0::bigint
+SELECT NULL, coalesce(sum(count), 0)::bigint, 0, 0, NULL, 0
 FROM dead_letters`
 
 // diskSQL is the size on disk of every table of the schema (a partition is one), with its
@@ -281,9 +281,8 @@ func (s *Store) Stats(ctx context.Context) (uts.Stats, error) {
 		conflicts  int64
 		last       *time.Time
 		expired    int64
-		disk       int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&topic, &unique, &duplicates, &conflicts, &last, &expired, &disk}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&topic, &unique, &duplicates, &conflicts, &last, &expired}, func() error {
 		if topic == nil {
 			stats.DeadLettered = unique
 			stats.Received += unique
