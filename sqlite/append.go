@@ -35,7 +35,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 	// Hashing and sorting out the batch need no lock: done here, they overlap another
 	// Append's commit instead of adding to it.
 	b := newBatch(events)
-	if s.fingerprinted.Load() {
+	if !s.seen.Empty() {
 		b.fingerprint()
 	}
 
@@ -92,7 +92,7 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, explicitFrom, process
 	if len(b.events) == 0 {
 		return nil, nil
 	}
-	if s.fingerprinted.Load() {
+	if !s.seen.Empty() {
 		if err := s.writes.probeFingerprints(b, s.seen); err != nil {
 			return nil, classify(ctx, "append: read fingerprints", err)
 		}
@@ -163,7 +163,7 @@ type batch struct {
 	events []uts.Event
 	hashes []string
 	// prints are the fingerprint keys of the first occurrences (zero for the others), and
-	// byPrint finds a first occurrence by its fingerprint key; nil until fingerprinted.
+	// byPrint finds a first occurrence by its fingerprint key; nil until fingerprint runs.
 	prints  [][16]byte
 	byPrint map[[16]byte]int
 	// first maps each key to the index of its first occurrence, the one that may be new.

@@ -165,12 +165,11 @@ func (s *Store) expireChunk(ctx context.Context, topic string, cutoff int64, row
 			if err != nil {
 				return classify(ctx, "expire: delete", err)
 			}
-			// The identities outlive the events, in the same transaction.
+			// The identities outlive the events, in the same transaction; the filter has them
+			// before the commit, under the writer, so the next Append looks them up.
 			if err := s.writes.recordFingerprints(prints, s.seen); err != nil {
 				return classify(ctx, "expire: record fingerprints", err)
 			}
-			// Set before the commit, under the writer: the next Append must look the keys up.
-			s.fingerprinted.Store(true)
 			count := binder{stmt: s.writes.addExpired}
 			count.int64(deleted)
 			count.int64(last)

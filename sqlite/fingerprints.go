@@ -184,26 +184,25 @@ func (b *binder) blob(v []byte) {
 }
 
 // loadFingerprints fills a filter with the file's fingerprints, sized for a quarter more than
-// there are before it first grows, and counts them: a pass over the keys in order, a few
-// seconds at 10 million.
-func loadFingerprints(conn *sqlite3.Conn) (*bloom.Filter, int64, error) {
+// there are before it first grows: a pass over the keys in order, a few seconds at 10 million.
+func loadFingerprints(conn *sqlite3.Conn) (*bloom.Filter, error) {
 	count, _, err := conn.Prepare(`SELECT count(*) FROM fingerprints`)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer count.Close()
 	if !count.Step() {
-		return nil, 0, errors.Join(count.Err(), errors.New("no row"))
+		return nil, errors.Join(count.Err(), errors.New("no row"))
 	}
 	n := count.ColumnInt64(0)
 	seen := bloom.New(max(n+n/4, 1<<16))
 	keys, _, err := conn.Prepare(`SELECT key FROM fingerprints`)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer keys.Close()
 	for keys.Step() {
 		seen.Add([16]byte(keys.ColumnRawBlob(0)))
 	}
-	return seen, n, keys.Err()
+	return seen, keys.Err()
 }

@@ -49,12 +49,10 @@ type Store struct {
 	log *slog.Logger
 	// committed wakes the feed's readers (see uts.Store.Committed).
 	committed notify.Broadcaster
-	// fingerprinted is set once the store holds a fingerprint: from then on Append looks keys
-	// up among them (see fingerprints.go). It is only ever set, by Expire. seen holds every
-	// fingerprint's key, so that Append reads only the few that may be there: the file is
-	// written by this process alone, which is what SQLite mode is.
-	fingerprinted atomic.Bool
-	seen          *bloom.Filter
+	// seen holds every fingerprint's key (see fingerprints.go), so that Append reads only the
+	// few that may be there, and none while it is empty: the file is written by this Store
+	// alone (lockStore). Expire adds to it under the writer, before its commit.
+	seen *bloom.Filter
 	// release lets go of the file's lock (lockStore), once the store is closed.
 	release func() error
 	// expiring serializes Expire calls, which own nextTopic and sweep.
@@ -138,7 +136,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		writer.Close()
 		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
 	}
-	seen, fingerprints, err := loadFingerprints(writer)
+	seen, err := loadFingerprints(writer)
 	if err != nil {
 		writes.close()
 		writer.Close()
@@ -161,7 +159,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	s.seen = seen
 	s.release = release
 	opened = true
-	s.fingerprinted.Store(fingerprints > 0)
 	for _, opt := range opts {
 		opt(s)
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync"
+	"sync/atomic"
 )
 
 // bitsPerKey and hashes give the first filter at capacity a false-positive rate of about 1%;
@@ -23,7 +24,7 @@ const (
 type Filter struct {
 	mu      sync.RWMutex
 	filters []*filter
-	keys    int64
+	keys    atomic.Int64 // read without the lock by Empty
 }
 
 type filter struct {
@@ -71,8 +72,11 @@ func (b *Filter) Add(key [16]byte) {
 		return true
 	})
 	last.keys++
-	b.keys++
+	b.keys.Add(1)
 }
+
+// Empty reports whether no key was ever added: then no lookup is needed at all.
+func (b *Filter) Empty() bool { return b.keys.Load() == 0 }
 
 // MayContain is false when key was certainly never added, true when it may have been.
 func (b *Filter) MayContain(key [16]byte) bool {

@@ -14,10 +14,16 @@ func randomKey() (k [16]byte) {
 // never added are found at about the designed rate.
 func TestNoFalseNegatives(t *testing.T) {
 	f := New(1000)
+	if !f.Empty() {
+		t.Fatal("a new filter is not empty")
+	}
 	added := make([][16]byte, 20_000) // the filter grows four times
 	for i := range added {
 		added[i] = randomKey()
 		f.Add(added[i])
+	}
+	if f.Empty() {
+		t.Fatal("a filter with keys says it is empty")
 	}
 	for _, k := range added {
 		if !f.MayContain(k) {
