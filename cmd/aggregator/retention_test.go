@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -21,30 +19,17 @@ type retentionStats struct {
 	Expired         int64 `json:"expired"`
 }
 
-func publishBatch(t *testing.T, url, topic string, n int) (answer struct{ Unique, Duplicates int }) {
+func publishBatch(t *testing.T, url, topic string, n int) publishAnswer {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("[")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, `{"topic":%q,"event_id":"e%d","timestamp":"2026-11-25T10:00:00Z","source":"t","payload":{}}`, topic, i)
+	events := make([]testEvent, n)
+	for i := range events {
+		events[i] = newTestEvent(topic, fmt.Sprintf("e%d", i))
 	}
-	b.WriteString("]")
-	resp, err := http.Post(url+"/publish", "application/json", strings.NewReader(b.String()))
-	if err != nil {
-		t.Fatal(err)
+	a, err := postEvents(t.Context(), http.DefaultClient, url, events)
+	if err != nil || a.Status != http.StatusOK {
+		t.Fatalf("publish: %+v, %v; want 200", a, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("publish answered %d: %s", resp.StatusCode, body)
-	}
-	if err := json.Unmarshal(body, &answer); err != nil {
-		t.Fatalf("publish answer %s: %v", body, err)
-	}
-	return answer
+	return a
 }
 
 // TestRetentionRunsInTheBackground: with -retention the aggregator expires events on its
