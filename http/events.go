@@ -201,6 +201,11 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 	var reported uts.Cursor // the Expired-Through header sent, if any
 	for {
 		events, err := store.Events(ctx, q)
+		var through uts.Cursor
+		var lost bool
+		if err == nil && !q.Newest {
+			through, lost, err = expiredAfter(ctx, store, q.Topics, q.After)
+		}
 		if err != nil {
 			if !started {
 				writeError(w, r, logger, fmt.Errorf("export events: %w", err))
@@ -210,24 +215,15 @@ func exportEvents(w http.ResponseWriter, r *http.Request, store uts.Store, q uts
 			logger.ErrorContext(ctx, "export events failed mid-stream", "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		if !q.Newest {
-			through, lost, err := expiredAfter(ctx, store, q.Topics, q.After)
-			switch {
-			case err != nil && !started:
-				writeError(w, r, logger, fmt.Errorf("export events: %w", err))
-				return
-			case err != nil:
-				logger.ErrorContext(ctx, "export events failed mid-stream", "err", err)
-				panic(http.ErrAbortHandler)
-			case lost && !started:
-				w.Header().Set(expiredHeader, through.String())
-				reported = through
-			case lost && through.Compare(reported) > 0:
-				// Retention deleted events ahead of the export after its header was sent:
-				// the header cannot say so any more, a broken stream can.
-				logger.InfoContext(ctx, "export events overtaken by retention", "after", q.After, "expired_through", through)
-				panic(http.ErrAbortHandler)
-			}
+		switch {
+		case lost && !started:
+			w.Header().Set(expiredHeader, through.String())
+			reported = through
+		case lost && through.Compare(reported) > 0:
+			// Retention deleted events ahead of the export after its header was sent: the
+			// header cannot say so any more, a broken stream can.
+			logger.InfoContext(ctx, "export events overtaken by retention", "after", q.After, "expired_through", through)
+			panic(http.ErrAbortHandler)
 		}
 		if !started {
 			w.Header().Set("Content-Type", ndjson)
