@@ -15,23 +15,14 @@ import (
 
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/sqlite"
+	"github.com/uts-events/uts/storetest"
 )
 
 // expireTopic deletes every stored event of topic as an expiry round two hours from now
 // would with a retention of an hour for it.
 func (e *env) expireTopic(topic string) {
 	e.t.Helper()
-	r := uts.Retention{Topics: map[string]time.Duration{topic: time.Hour}}
-	for range 100 {
-		x, err := e.store.Expire(e.t.Context(), r, time.Now().Add(2*time.Hour), 1000)
-		if err != nil {
-			e.t.Fatalf("Expire: %v", err)
-		}
-		if !x.More {
-			return
-		}
-	}
-	e.t.Fatal("Expire never finished")
+	storetest.ExpireAll(e.t, e.store, uts.Retention{Topics: map[string]time.Duration{topic: time.Hour}}, time.Now().Add(2*time.Hour), 1000)
 }
 
 // TestExpiredEventsAreReported: a reader whose cursor lies before events that retention

@@ -9,6 +9,7 @@ import (
 
 	"github.com/uts-events/uts"
 	"github.com/uts-events/uts/sqlite"
+	"github.com/uts-events/uts/storetest"
 )
 
 // TestMigrateV3 opens a file written by schema version 3, with events, and checks that
@@ -85,18 +86,7 @@ func TestMigrateV3(t *testing.T) {
 
 	// The migrated events expire as new ones do, and their identities outlive them.
 	r := uts.Retention{Events: time.Hour}
-	var expired int64
-	for range 100 {
-		e, err := s.Expire(t.Context(), r, time.Now(), 10_000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		expired += e.Events
-		if !e.More {
-			break
-		}
-	}
-	if expired != n {
+	if expired := storetest.ExpireAll(t, s, r, time.Now(), 10_000).Events; expired != n {
 		t.Fatalf("expired %d migrated events, want %d", expired, n)
 	}
 	if through, err := s.ExpiredThrough(t.Context(), nil); err != nil || through.Seq != n {

@@ -16,8 +16,9 @@ const hour = time.Hour
 
 func inAWhile() time.Time { return time.Now().Add(2 * hour) }
 
-// expireAll calls Expire until it says nothing more is due, and returns the sum.
-func expireAll(t *testing.T, s uts.Store, r uts.Retention, now time.Time, limit int) uts.Expiry {
+// ExpireAll calls Expire until it says nothing more is due, and returns the sum; tests of
+// other packages expire with it too.
+func ExpireAll(t testing.TB, s uts.Store, r uts.Retention, now time.Time, limit int) uts.Expiry {
 	t.Helper()
 	var sum uts.Expiry
 	for range maxPages {
@@ -50,7 +51,7 @@ func testExpiry(t *testing.T, opener Opener) {
 	if got := expiredThrough(t, s); !got.IsZero() {
 		t.Fatalf("ExpiredThrough of a new store = %s, want the zero cursor", got)
 	}
-	if e := expireAll(t, s, r, inAWhile(), 100); e != (uts.Expiry{}) {
+	if e := ExpireAll(t, s, r, inAWhile(), 100); e != (uts.Expiry{}) {
 		t.Fatalf("Expire of an empty store = %+v", e)
 	}
 
@@ -58,14 +59,14 @@ func testExpiry(t *testing.T, opener Opener) {
 	appendOK(t, s, old...)
 	stored := allEvents(t, s, "")
 	// Nothing is due yet: an hour has not passed.
-	if e := expireAll(t, s, r, time.Now(), 100); e.Events != 0 {
+	if e := ExpireAll(t, s, r, time.Now(), 100); e.Events != 0 {
 		t.Fatalf("Expire before the retention passed deleted %d events", e.Events)
 	}
-	if e := expireAll(t, s, uts.Retention{}, inAWhile(), 100); e.Events != 0 {
+	if e := ExpireAll(t, s, uts.Retention{}, inAWhile(), 100); e.Events != 0 {
 		t.Fatalf("Expire with retention for ever deleted %d events", e.Events)
 	}
 
-	if e := expireAll(t, s, r, inAWhile(), 100); e.Events != 3 || e.Fingerprints != 0 {
+	if e := ExpireAll(t, s, r, inAWhile(), 100); e.Events != 3 || e.Fingerprints != 0 {
 		t.Fatalf("Expire = %+v, want 3 events and no fingerprint", e)
 	}
 	if got := readAll(t, s, ""); len(got) != 0 {
@@ -107,7 +108,7 @@ func testExpiry(t *testing.T, opener Opener) {
 	// starts at it.
 	fresh := newEvent("t", "3")
 	wantOutcomes(t, appendOK(t, s, fresh), newEv)
-	if e := expireAll(t, s, r, time.Now(), 100); e.Events != 0 {
+	if e := ExpireAll(t, s, r, time.Now(), 100); e.Events != 0 {
 		t.Fatalf("Expire deleted %d events younger than the retention", e.Events)
 	}
 	page, err := s.Events(t.Context(), uts.EventQuery{After: stored[0].Cursor, Limit: 10})
@@ -125,7 +126,7 @@ func testLateDuplicateAfterExpiry(t *testing.T, opener Opener) {
 	s := open(t, opener)
 	a, b := newEvent("t", "a"), newEvent("t", "b")
 	appendOK(t, s, a, b)
-	expireAll(t, s, uts.Retention{Events: hour}, inAWhile(), 100)
+	ExpireAll(t, s, uts.Retention{Events: hour}, inAWhile(), 100)
 
 	changed := a
 	changed.Payload = []byte(`{"changed":true}`)
@@ -148,7 +149,7 @@ func testTopicRetention(t *testing.T, opener Opener) {
 
 	// Only "short" expires: every other topic is kept for ever.
 	r := uts.Retention{Topics: map[string]time.Duration{"short": hour}}
-	if e := expireAll(t, s, r, inAWhile(), 100); e.Events != 1 {
+	if e := ExpireAll(t, s, r, inAWhile(), 100); e.Events != 1 {
 		t.Fatalf("Expire = %+v, want 1 event", e)
 	}
 	sameEvents(t, allEvents(t, s, ""), long, other)
@@ -157,11 +158,11 @@ func testTopicRetention(t *testing.T, opener Opener) {
 	r = uts.Retention{Events: hour, Topics: map[string]time.Duration{"long": 3 * hour, "forever": 0}}
 	kept := newEvent("forever", "1")
 	appendOK(t, s, kept)
-	if e := expireAll(t, s, r, inAWhile(), 100); e.Events != 1 {
+	if e := ExpireAll(t, s, r, inAWhile(), 100); e.Events != 1 {
 		t.Fatalf("Expire = %+v, want 1 event (other)", e)
 	}
 	sameEvents(t, allEvents(t, s, ""), long, kept)
-	if e := expireAll(t, s, r, time.Now().Add(4*hour), 100); e.Events != 1 {
+	if e := ExpireAll(t, s, r, time.Now().Add(4*hour), 100); e.Events != 1 {
 		t.Fatalf("Expire four hours on = %+v, want 1 event (long)", e)
 	}
 	sameEvents(t, allEvents(t, s, ""), kept)
@@ -192,7 +193,7 @@ func testExpiryIsChunked(t *testing.T, opener Opener) {
 	if first.Events < 1 || (first.Events < n && !first.More) {
 		t.Fatalf("first Expire(limit %d) = %+v: it must delete some and say when more is due", limit, first)
 	}
-	rest := expireAll(t, s, r, inAWhile(), limit)
+	rest := ExpireAll(t, s, r, inAWhile(), limit)
 	if first.Events+rest.Events != n {
 		t.Fatalf("Expire deleted %d + %d events, want %d", first.Events, rest.Events, n)
 	}
@@ -317,7 +318,7 @@ func testExpiryWithConcurrentAppends(t *testing.T, opener Opener) {
 		}
 	}
 
-	expireAll(t, s, r, inAWhile(), 1000)
+	ExpireAll(t, s, r, inAWhile(), 1000)
 	st := stats(t, s)
 	if st.UniqueProcessed != int64(len(allKeys)) || st.Stored != 0 || st.Expired != int64(len(allKeys)) {
 		t.Fatalf("unique %d, stored %d, expired %d; want %d, 0, %d", st.UniqueProcessed, st.Stored, st.Expired, len(allKeys), len(allKeys))
@@ -341,7 +342,7 @@ func testRetentionSurvivesReopen(t *testing.T, opener Opener) {
 	}
 	a, b := newEvent("t", "a"), newEvent("u", "b")
 	appendOK(t, first, a, b)
-	expireAll(t, first, uts.Retention{Topics: map[string]time.Duration{"t": hour}}, inAWhile(), 100)
+	ExpireAll(t, first, uts.Retention{Topics: map[string]time.Duration{"t": hour}}, inAWhile(), 100)
 	before := stats(t, first)
 	through := expiredThrough(t, first)
 	if err := first.Close(); err != nil {
@@ -375,7 +376,7 @@ func testNewestCursorIsNotReused(t *testing.T, opener Opener) {
 	}
 	appendOK(t, first, newEvent("t", "a"), newEvent("t", "b"))
 	read := allEvents(t, first, "")
-	expireAll(t, first, uts.Retention{Events: hour}, inAWhile(), 100)
+	ExpireAll(t, first, uts.Retention{Events: hour}, inAWhile(), 100)
 	if err := first.Close(); err != nil {
 		t.Fatalf("close store: %v", err)
 	}
@@ -395,11 +396,11 @@ func testFingerprintRetention(t *testing.T, opener Opener) {
 	r := uts.Retention{Events: hour, Fingerprints: 3 * hour}
 	a := newEvent("t", "a")
 	appendOK(t, s, a)
-	if e := expireAll(t, s, r, inAWhile(), 100); e.Events != 1 || e.Fingerprints != 0 {
+	if e := ExpireAll(t, s, r, inAWhile(), 100); e.Events != 1 || e.Fingerprints != 0 {
 		t.Fatalf("Expire two hours on = %+v, want the event and no fingerprint", e)
 	}
 	wantOutcomes(t, appendOK(t, s, a), duplicate)
-	if e := expireAll(t, s, r, time.Now().Add(4*hour), 100); e.Fingerprints != 1 {
+	if e := ExpireAll(t, s, r, time.Now().Add(4*hour), 100); e.Fingerprints != 1 {
 		t.Fatalf("Expire four hours on = %+v, want the fingerprint", e)
 	}
 	// Past the deduplication window the key is new again.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts"
+	"github.com/uts-events/uts/storetest"
 	"github.com/uts-events/uts/subscriber"
 )
 
@@ -274,16 +275,8 @@ func TestFollowReportsEventsLostToRetention(t *testing.T) {
 	}
 
 	fill(t, s, "b", 200, "orders")
-	r := uts.Retention{Events: time.Hour}
-	for range 100 { // everything so far expires
-		x, err := s.Expire(t.Context(), r, time.Now().Add(2*time.Hour), 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !x.More {
-			break
-		}
-	}
+	// Everything so far expires.
+	storetest.ExpireAll(t, s, uts.Retention{Events: time.Hour}, time.Now().Add(2*time.Hour), 1000)
 	fill(t, s, "c", 250, "orders")
 	second := follow(t, cfg)
 	if second.Events != 250 || second.Gaps != 1 {
