@@ -15,12 +15,11 @@ import (
 //
 // Once retention has expired events, the batch's keys are looked up among their
 // fingerprints first: a key found there is not new (see fingerprints.go). The other distinct
-// keys go in with one multi-row INSERT per chunk: the unique index decides what is new, and
-// RETURNING says what happened to each key — a new row comes back with its own hash, a key
-// stored with other content with the stored hash (a conflict), a retry not at all (see
-// insertSQL). Seq is handed out from the counters' last_seq (see schemaV4). Deliveries go in
-// first, and an event whose delivery was recorded before is left out of the rest (see
-// deliveries.go).
+// keys are looked up in the events' UNIQUE index, which brings back the stored hash of each
+// key stored (a retry if it is this batch's, a conflict if not), and the rest go in with one
+// multi-row INSERT per chunk (see insertSQL). Seq is handed out from the counters' last_seq
+// (see schemaV4). Deliveries go in first, and an event whose delivery was recorded before is
+// left out of the rest (see deliveries.go).
 func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
 	if len(events) == 0 {
 		return []uts.Outcome{}, nil
@@ -97,7 +96,7 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, explicitFrom, process
 			return nil, classify(ctx, "append: read fingerprints", err)
 		}
 	}
-	lastSeq, err := s.writes.insert(b, explicitFrom, processedAt)
+	lastSeq, err := s.writes.insert(s.writer, b, explicitFrom, processedAt)
 	if err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}
@@ -170,8 +169,10 @@ type batch struct {
 	first map[uts.Key]int
 	// distinct lists first occurrences in batch order, the order they are inserted in.
 	distinct []int
-	// inserted marks the first occurrences that the database took.
+	// inserted marks the first occurrences that the database took, and stored those whose
+	// key it held already.
 	inserted []bool
+	stored   []bool
 	// conflicting holds the stored hash of each key the database refused because it holds
 	// other content; a refused key missing here holds this batch's content (a retry).
 	conflicting map[uts.Key]string
@@ -198,6 +199,7 @@ func sortOut(events []uts.Event, hashes []string) *batch {
 		first:       make(map[uts.Key]int, len(events)),
 		distinct:    make([]int, 0, len(events)),
 		inserted:    make([]bool, len(events)),
+		stored:      make([]bool, len(events)),
 		conflicting: make(map[uts.Key]string),
 	}
 	for i, e := range events {

@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/ncruces/go-sqlite3"
-
-	"github.com/uts-events/uts"
 )
 
 // maxChunk is the most rows one INSERT carries: 8 parameters a row keeps it far below
@@ -18,9 +16,13 @@ const maxChunk = 256
 // once per power-of-two row count, so any batch is a few precompiled statements
 // (1000 rows: 256×3+128+64+32+8).
 type writeStatements struct {
-	insertBySize map[int]*sqlite3.Stmt
-	probeBySize  map[int]*sqlite3.Stmt // fingerprint reads, like insertBySize
-	recordBySize map[int]*sqlite3.Stmt // deliveries, like insertBySize
+	// lookupBySize finds the stored keys among a batch's (see lookupStored); insertBySize
+	// inserts the others, numbered by SQLite, and insertSeqBySize numbered by Append.
+	lookupBySize    map[int]*sqlite3.Stmt
+	insertBySize    map[int]*sqlite3.Stmt
+	insertSeqBySize map[int]*sqlite3.Stmt
+	probeBySize     map[int]*sqlite3.Stmt // fingerprint reads, like insertBySize
+	recordBySize    map[int]*sqlite3.Stmt // deliveries, like insertBySize
 	// readCounters reads the high-water marks an Append continues from (see schemaV4).
 	readCounters *sqlite3.Stmt
 	addCounters  *sqlite3.Stmt
@@ -43,7 +45,8 @@ type writeStatements struct {
 }
 
 func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
-	w := &writeStatements{insertBySize: make(map[int]*sqlite3.Stmt), probeBySize: make(map[int]*sqlite3.Stmt),
+	w := &writeStatements{lookupBySize: make(map[int]*sqlite3.Stmt), insertBySize: make(map[int]*sqlite3.Stmt),
+		insertSeqBySize: make(map[int]*sqlite3.Stmt), probeBySize: make(map[int]*sqlite3.Stmt),
 		recordBySize: make(map[int]*sqlite3.Stmt)}
 	var err error
 	prepare := func(query string) *sqlite3.Stmt {
@@ -54,7 +57,9 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 		return stmt
 	}
 	for n := 1; n <= maxChunk; n *= 2 {
-		w.insertBySize[n] = prepare(insertSQL(n))
+		w.lookupBySize[n] = prepare(lookupSQL(n))
+		w.insertBySize[n] = prepare(insertSQL(n, false))
+		w.insertSeqBySize[n] = prepare(insertSQL(n, true))
 		w.probeBySize[n] = prepare(probeSQL(n))
 		w.recordBySize[n] = prepare(recordSQL(n))
 	}
@@ -93,24 +98,52 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	return w, nil
 }
 
-// insertSQL inserts rows and says what it did with each, with no second query: a new key
-// comes back with its own hash; a key stored with other content takes a no-op update (rare:
-// a producer bug) that brings back the stored hash; a key stored with the same content, a
-// retry, does not come back. Looking the refused keys up instead cost a third of Append.
-// Seq is SQLite's, max(seq)+1, unless Append gives it (see schemaV4): binding one costs a
-// seek a row, so it is done only after retention deleted the newest events.
-func insertSQL(rows int) string {
+// lookupSQL finds which of rows keys are stored, and with what content: each row binds the
+// key's position in the batch, its topic and its event ID, and comes back with the stored
+// hash if the key is stored. The plan is one search of the UNIQUE index a key
+// (TestLookupUsesTheUniqueIndex).
+func lookupSQL(rows int) string {
 	var q strings.Builder
-	q.WriteString(`INSERT INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
+	q.WriteString(`SELECT batch.column1, events.content_hash FROM (VALUES `)
 	for i := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,?,?,?,?,?,?,?)`)
+		q.WriteString(`(?,?,?)`)
 	}
-	q.WriteString(` ON CONFLICT (topic, event_id) DO UPDATE SET content_hash = content_hash
-		WHERE content_hash <> excluded.content_hash
-		RETURNING seq, topic, event_id, content_hash`)
+	q.WriteString(`) AS batch CROSS JOIN events ON events.topic = batch.column2 AND events.event_id = batch.column3`)
+	return q.String()
+}
+
+// insertSQL inserts rows whose keys lookupSQL did not find, so none can conflict: the
+// writer holds the write lock from the lookup to the insert. Both choices here keep SQLite
+// from writing a statement journal, a copy of every page the statement changes, kept to undo
+// the statement alone if it fails half-way: OR ROLLBACK gives up the whole transaction
+// instead, which Append retries as a whole anyway, and without a seq column there is no
+// datatype check that could fail a row. An upsert with RETURNING, which this replaced, always
+// kept one, and cost 30 – 40% more CPU a row (docs/benchmarks.md, issue #11).
+//
+// Without seq, SQLite numbers the rows max(seq)+1, +2, … in the order of VALUES, and
+// LastInsertRowID is the greatest; withSeq binds seq first in each row, for Append to number
+// the rows itself after retention deleted the newest events (see schemaV4), which costs the
+// journal again but is rare.
+func insertSQL(rows int, withSeq bool) string {
+	var q strings.Builder
+	if withSeq {
+		q.WriteString(`INSERT OR ROLLBACK INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
+	} else {
+		q.WriteString(`INSERT OR ROLLBACK INTO events (topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
+	}
+	for i := range rows {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		if withSeq {
+			q.WriteString(`(?,?,?,?,?,?,?,?)`)
+		} else {
+			q.WriteString(`(?,?,?,?,?,?,?)`)
+		}
+	}
 	return q.String()
 }
 
@@ -120,7 +153,7 @@ func (w *writeStatements) close() error {
 		w.expiryHead, w.expireEvents, w.addExpired, w.recordFingerprint, w.sweepFingerprints, w.deleteFingerprints, w.begin, w.commit, w.rollback, w.ping} {
 		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
-	for _, stmts := range []map[int]*sqlite3.Stmt{w.insertBySize, w.probeBySize, w.recordBySize} {
+	for _, stmts := range []map[int]*sqlite3.Stmt{w.lookupBySize, w.insertBySize, w.insertSeqBySize, w.probeBySize, w.recordBySize} {
 		for _, stmt := range stmts {
 			errs = append(errs, stmt.Close())
 		}
@@ -128,12 +161,12 @@ func (w *writeStatements) close() error {
 	return errors.Join(errs...)
 }
 
-// insert inserts the batch's first occurrences that no fingerprint names, in batch order,
-// which is also the order of their seq: SQLite's next, or explicitFrom, explicitFrom+1, and
-// so on when it is not zero (a refused row then leaves a gap, which no reader can tell from
-// an expired event). It marks those the database took, and returns the greatest seq of
-// those, or 0.
-func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (lastSeq int64, err error) {
+// insert inserts the batch's first occurrences that no fingerprint names and that are not
+// stored yet, in batch order, which is also the order of their seq: SQLite's next, or
+// explicitFrom, explicitFrom+1, and so on when it is not zero. It marks those it inserted,
+// notes the stored hash of each key stored with other content, and returns the greatest seq
+// it handed out, or 0.
+func (w *writeStatements) insert(conn *sqlite3.Conn, b *batch, explicitFrom, processedAt int64) (lastSeq int64, err error) {
 	rows := b.distinct
 	if len(b.expiredTag) > 0 {
 		rows = make([]int, 0, len(b.distinct))
@@ -143,9 +176,29 @@ func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (las
 			}
 		}
 	}
+	stored, err := w.lookupStored(b, rows)
+	if err != nil {
+		return 0, err
+	}
+	if stored > 0 {
+		fresh := make([]int, 0, len(rows)-stored)
+		for _, i := range rows {
+			if !b.stored[i] {
+				fresh = append(fresh, i)
+			}
+		}
+		rows = fresh
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
 	seq := explicitFrom
+	insertBySize := w.insertBySize
+	if explicitFrom > 0 {
+		insertBySize = w.insertSeqBySize
+	}
 	err = chunked(rows, func(rows []int) error {
-		stmt := w.insertBySize[len(rows)]
+		stmt := insertBySize[len(rows)]
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {
@@ -153,8 +206,6 @@ func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (las
 			if explicitFrom > 0 {
 				bind.int64(seq)
 				seq++
-			} else {
-				bind.null()
 			}
 			bind.text(e.Topic)
 			bind.text(e.EventID)
@@ -167,22 +218,46 @@ func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (las
 		if bind.err != nil {
 			return bind.err
 		}
+		return stmt.Exec()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, i := range rows {
+		b.inserted[i] = true
+	}
+	return conn.LastInsertRowID(), nil
+}
+
+// lookupStored marks which of rows (first occurrences) are stored, and notes the stored hash
+// of those stored with other content. It returns how many it marked.
+func (w *writeStatements) lookupStored(b *batch, rows []int) (stored int, err error) {
+	err = chunked(rows, func(rows []int) error {
+		stmt := w.lookupBySize[len(rows)]
+		defer stmt.Reset()
+		bind := binder{stmt: stmt}
+		for _, i := range rows {
+			bind.int64(int64(i))
+			bind.text(b.events[i].Topic)
+			bind.text(b.events[i].EventID)
+		}
+		if bind.err != nil {
+			return bind.err
+		}
 		for stmt.Step() {
-			key := uts.Key{Topic: stmt.ColumnText(1), EventID: stmt.ColumnText(2)}
-			i, ok := b.first[key]
-			if !ok {
+			i := int(stmt.ColumnInt64(0))
+			if i < 0 || i >= len(b.events) || b.stored[i] {
 				return errNotInBatch
 			}
-			if hash := stmt.ColumnRawText(3); string(hash) == b.hashes[i] {
-				b.inserted[i] = true
-				lastSeq = max(lastSeq, stmt.ColumnInt64(0))
-			} else {
-				b.conflicting[key] = string(hash)
+			b.stored[i] = true
+			stored++
+			if hash := stmt.ColumnRawText(1); string(hash) != b.hashes[i] {
+				b.conflicting[b.events[i].Key()] = string(hash)
 			}
 		}
 		return stmt.Err()
 	})
-	return lastSeq, err
+	return stored, err
 }
 
 // chunked calls insert with rows cut into chunks of precompiled sizes: powers of two up to
@@ -201,7 +276,7 @@ func chunked(rows []int, insert func(rows []int) error) error {
 	return nil
 }
 
-var errNotInBatch = errors.New("insert returned a key that is not in the batch")
+var errNotInBatch = errors.New("a lookup returned a row that is not in the batch")
 
 // binder binds a statement's parameters in order and keeps the first error, so that a row
 // of them reads as a row.

@@ -109,9 +109,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// outside the soft memory limit) and caps at 256 MiB a connection on 64-bit builds: it
 	// grows the resident size by up to 64 MiB as the file grows.
 	//
-	// temp_store=memory keeps the statement journal of a multi-row INSERT off the disk: it
-	// only serves to undo a failed statement, and writing it to a temp file cost 10% of an
-	// Append.
+	// temp_store=memory keeps statement journals off the disk: they only serve to undo a
+	// failed statement, and writing one to a temp file cost 10% of an Append when every
+	// INSERT kept one. Append's usual INSERT no longer does (see insertSQL); the deliveries'
+	// and the seq-numbered INSERT still do.
 	release, err := lockStore(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
