@@ -184,7 +184,7 @@ func TestSteadyStateDisk(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer db.Close()
-				if _, err := db.Exec(`PRAGMA page_size = 16384; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL`); err != nil {
+				if _, err := db.Exec(`PRAGMA page_size = 4096; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL`); err != nil {
 					t.Fatal(err)
 				}
 			}
