@@ -51,10 +51,7 @@ func (w *writeStatements) recordDeliveries(events []uts.Event, unit []int, recor
 	}
 	fresh := make(map[string]struct{}, len(rows))
 	for len(rows) > 0 {
-		n := maxChunk
-		for n > len(rows) {
-			n /= 2
-		}
+		n := chunkSize(len(rows))
 		if err := w.recordChunk(events, rows[:n], recordedAt, fresh); err != nil {
 			return nil, err
 		}

@@ -10,11 +10,43 @@ import (
 
 // maxChunk is the most rows one INSERT carries: 8 parameters a row keeps it far below
 // SQLite's limit of 32766, and past a few hundred rows a longer statement gains nothing.
-const maxChunk = 256
+// Up to exactChunk rows, a statement of exactly the batch's size exists: single events
+// arrive in commits of 10 – 30, which powers of two alone cut into three statements each
+// for the lookup and the insert.
+const (
+	maxChunk   = 256
+	exactChunk = 32
+)
+
+// chunkSizes are the row counts a statement is compiled for: every count up to exactChunk,
+// then powers of two up to maxChunk.
+func chunkSizes() []int {
+	var sizes []int
+	for n := 1; n <= exactChunk; n++ {
+		sizes = append(sizes, n)
+	}
+	for n := exactChunk * 2; n <= maxChunk; n *= 2 {
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// chunkSize is the size of the next chunk of rows left: all of them up to exactChunk, else
+// the greatest power of two that fits, up to maxChunk.
+func chunkSize(left int) int {
+	if left <= exactChunk {
+		return left
+	}
+	n := maxChunk
+	for n > left {
+		n /= 2
+	}
+	return n
+}
 
 // writeStatements are the writer's statements, compiled once at Open. The INSERT exists
-// once per power-of-two row count, so any batch is a few precompiled statements
-// (1000 rows: 256×3+128+64+32+8).
+// for each of chunkSizes, so any batch is a few precompiled statements (25 rows: one; 1000
+// rows: 256×3+128+64+32+8).
 type writeStatements struct {
 	// lookupBySize finds the stored keys among a batch's (see lookupStored); insertBySize
 	// inserts the others, numbered by SQLite, and insertSeqBySize numbered by Append.
@@ -56,7 +88,7 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 		}
 		return stmt
 	}
-	for n := 1; n <= maxChunk; n *= 2 {
+	for _, n := range chunkSizes() {
 		w.lookupBySize[n] = prepare(lookupSQL(n))
 		w.insertBySize[n] = prepare(insertSQL(n, false))
 		w.insertSeqBySize[n] = prepare(insertSQL(n, true))
@@ -260,14 +292,10 @@ func (w *writeStatements) lookupStored(b *batch, rows []int) (stored int, err er
 	return stored, err
 }
 
-// chunked calls insert with rows cut into chunks of precompiled sizes: powers of two up to
-// maxChunk.
+// chunked calls insert with rows cut into chunks of precompiled sizes (chunkSize).
 func chunked(rows []int, insert func(rows []int) error) error {
 	for len(rows) > 0 {
-		n := maxChunk
-		for n > len(rows) {
-			n /= 2
-		}
+		n := chunkSize(len(rows))
 		if err := insert(rows[:n]); err != nil {
 			return err
 		}

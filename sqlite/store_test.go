@@ -179,8 +179,9 @@ func appendUntilKilled(path string) {
 	os.Exit(0)
 }
 
+// BenchmarkAppend includes batches of 25: the size of a commit of single events.
 func BenchmarkAppend(b *testing.B) {
-	for _, batch := range []int{100, 1000} {
+	for _, batch := range []int{25, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "events.db"))
 			if err != nil {
