@@ -173,8 +173,8 @@ type batch struct {
 	// key it held already.
 	inserted []bool
 	stored   []bool
-	// conflicting holds the stored hash of each key the database refused because it holds
-	// other content; a refused key missing here holds this batch's content (a retry).
+	// conflicting holds the stored hash of each key found stored with other content; a key
+	// found stored and missing here holds this batch's content (a retry).
 	conflicting map[uts.Key]string
 	// expired marks the first occurrences whose key has a fingerprint: its event expired, so
 	// it is not new; expiredTag holds the fingerprint's content tag, all that is left of it.

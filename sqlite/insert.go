@@ -151,7 +151,7 @@ func lookupSQL(rows int) string {
 // writer holds the write lock from the lookup to the insert. Both choices here keep SQLite
 // from writing a statement journal, a copy of every page the statement changes, kept to undo
 // the statement alone if it fails half-way: OR ROLLBACK gives up the whole transaction
-// instead, which Append retries as a whole anyway, and without a seq column there is no
+// instead, which its caller retries as a whole anyway, and without a seq column there is no
 // datatype check that could fail a row. An upsert with RETURNING, which this replaced, always
 // kept one, and cost 30 – 40% more CPU a row (docs/benchmarks.md, issue #11).
 //

@@ -79,7 +79,7 @@ func TestMigrateV3(t *testing.T) {
 		t.Fatalf("outcomes after migration: %v", outcomes)
 	}
 	newest, err := s.Events(t.Context(), uts.EventQuery{Newest: true, Limit: 1})
-	// Refused rows leave gaps in seq, never a seq at or below the migrated ones.
+	// The new event comes after the migrated ones, never at or below their seq.
 	if err != nil || len(newest) != 1 || newest[0].EventID != "new" || newest[0].Cursor.Seq <= n {
 		t.Fatalf("newest after migration: %+v, %v; want the new event after seq %d", newest, err, n)
 	}
