@@ -129,7 +129,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 			release()
 		}
 	}()
-	writer, err := sqlite3.OpenContext(ctx, dsn(path, "_pragma=busy_timeout(10000)", "_pragma=page_size(4096)",
+	writer, err := sqlite3.OpenContext(ctx, dsn(path, "vfs="+walBufferVFSName, "_pragma=busy_timeout(10000)", "_pragma=page_size(4096)",
 		"_pragma=journal_mode(wal)", "_pragma=synchronous(full)", "_pragma=temp_store(memory)", "_pragma=cache_size(-65536)"))
 	if err != nil {
 		return nil, classify(ctx, fmt.Sprintf("open %s", path), err)
