@@ -45,6 +45,14 @@ func (v walBufferVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (vfs.
 	if err != nil || flags&vfs.OPEN_WAL == 0 {
 		return f, flags, err
 	}
+	// Without powersafe overwrite on the database (psow=0), SQLite pads a commit to the next
+	// sector with copies of its last frame, syncs at the sector boundary, inside the last
+	// copy, writes the copy's rest after the sync and makes it visible with the rest: held
+	// back, that rest would be missing from the file for the readers. SQLite decides this
+	// when it opens the WAL, from the database's device characteristics, as here.
+	if db := name.DatabaseFile(); db == nil || db.DeviceCharacteristics()&vfs.IOCAP_POWERSAFE_OVERWRITE == 0 {
+		return f, flags, nil
+	}
 	return &walFile{File: f}, flags, nil
 }
 
@@ -126,8 +134,8 @@ func (f *walFile) SizeHint(size int64) error {
 	return nil
 }
 
-// PowersafeOverwrite and SetPowersafeOverwrite pass the psow setting on, which decides
-// whether SQLite pads the WAL's frames.
+// PowersafeOverwrite and SetPowersafeOverwrite pass the file's psow setting on. (Whether
+// SQLite pads the WAL's frames depends on the database file's, see OpenFilename.)
 func (f *walFile) PowersafeOverwrite() bool {
 	if p, ok := f.File.(vfs.FilePowersafeOverwrite); ok {
 		return p.PowersafeOverwrite()
