@@ -51,6 +51,7 @@ func copyFile(t *testing.T, src, dst string) {
 // committed rows, and a copy of the files taken at that instant (what a kill -9 leaves)
 // must recover to the same rows and pass integrity_check.
 func TestWALBufferSpillsRollbacksRestarts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "w.db")
 	w, err := sqlite3.Open(dsn(path, "vfs="+walBufferVFSName, "_pragma=page_size(4096)", "_pragma=journal_mode(wal)",
@@ -96,8 +97,8 @@ func TestWALBufferSpillsRollbacksRestarts(t *testing.T) {
 	spilledRollbacks, restarts, salt := 0, 0, ""
 	rng := rand.New(rand.NewPCG(1, 2))
 	next := int64(1)
-	deadline := time.Now().Add(90 * time.Second)
-	for round := 0; round < 120 && time.Now().Before(deadline); round++ {
+	deadline := time.Now().Add(30 * time.Second)
+	for round := 0; round < 40 && time.Now().Before(deadline); round++ {
 		if err := w.Exec(`BEGIN IMMEDIATE`); err != nil {
 			t.Fatal(err)
 		}
@@ -181,6 +182,7 @@ func TestWALBufferSurvivesKill(t *testing.T) {
 		walAppendUntilKilled(path)
 		return
 	}
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
 	acked := map[string]bool{}
 	rng := rand.New(rand.NewPCG(3, 4))
