@@ -1,14 +1,10 @@
 package sqlite_test
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,84 +95,6 @@ func TestRefusesNewerSchema(t *testing.T) {
 		}
 		t.Fatalf("Open of a newer schema: err = %v, want a refusal", err)
 	}
-}
-
-// killChildEnv makes the test binary act as the writer that TestAppendSurvivesKill kills.
-const killChildEnv = "UTS_SQLITE_KILL_CHILD"
-
-// TestAppendSurvivesKill checks promise 1 at the store: every Append that returned before a
-// kill -9 is there after reopening. (Power loss is left to synchronous=FULL.)
-func TestAppendSurvivesKill(t *testing.T) {
-	if path := os.Getenv(killChildEnv); path != "" {
-		appendUntilKilled(path)
-		return
-	}
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "events.db")
-	child := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestAppendSurvivesKill$")
-	child.Env = append(os.Environ(), killChildEnv+"="+path)
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	acked := 0
-	lines := bufio.NewScanner(out)
-	deadline := time.Now().Add(2 * time.Minute)
-	for acked < 2000 && time.Now().Before(deadline) && lines.Scan() {
-		if n, ok := strings.CutPrefix(lines.Text(), "acked "); ok {
-			acked, _ = strconv.Atoi(n)
-		}
-	}
-	if err := child.Process.Kill(); err != nil { // SIGKILL
-		t.Fatal(err)
-	}
-	for lines.Scan() { // acknowledgements written before the kill still count
-		if n, ok := strings.CutPrefix(lines.Text(), "acked "); ok {
-			acked, _ = strconv.Atoi(n)
-		}
-	}
-	child.Wait()
-	if acked == 0 {
-		t.Fatal("the child acknowledged nothing before it was killed")
-	}
-
-	s := open(t, path)
-	defer s.Close()
-	st, err := s.Stats(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.UniqueProcessed < int64(acked) {
-		t.Fatalf("after kill -9: %d events stored, %d were acknowledged", st.UniqueProcessed, acked)
-	}
-	if st.Received != st.UniqueProcessed {
-		t.Fatalf("after kill -9: counters %+v do not match the stored events", st.Counters)
-	}
-}
-
-func appendUntilKilled(path string) {
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, path)
-	if err != nil {
-		fmt.Println("open:", err)
-		os.Exit(1)
-	}
-	const batchSize = 50
-	batch := make([]uts.Event, batchSize)
-	for n := 0; n < 200_000; n += batchSize { // bounded even if nobody kills us
-		for i := range batch {
-			batch[i] = event(strconv.Itoa(n + i))
-		}
-		if _, err := s.Append(ctx, batch); err != nil {
-			fmt.Println("append:", err)
-			os.Exit(1)
-		}
-		fmt.Printf("acked %d\n", n+batchSize)
-	}
-	os.Exit(0)
 }
 
 // BenchmarkAppend includes batches of 25: the size of a commit of single events.

@@ -52,22 +52,8 @@ func copyFile(t *testing.T, src, dst string) {
 // must recover to the same rows and pass integrity_check.
 func TestWALBufferSpillsRollbacksRestarts(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "w.db")
-	w, err := sqlite3.Open(dsn(path, "vfs="+walBufferVFSName, "_pragma=page_size(4096)", "_pragma=journal_mode(wal)",
-		"_pragma=synchronous(full)", "_pragma=cache_size(10)", "_pragma=wal_autocheckpoint(20)"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	r, err := sql.Open("sqlite3", dsn(path, "_pragma=query_only(1)"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	path := filepath.Join(t.TempDir(), "w.db")
+	w, r := openGathering(t, path, "_pragma=cache_size(10)", "_pragma=wal_autocheckpoint(20)")
 	r.SetMaxOpenConns(1)
 
 	const check = `SELECT count(*), coalesce(sum(id), 0), coalesce(sum(id * unicode(substr(v, 1500, 1))), 0) FROM t`
@@ -170,16 +156,18 @@ func TestWALBufferSpillsRollbacksRestarts(t *testing.T) {
 	verify(r, "after the writer closed")
 }
 
-const walKillChildEnv = "UTS_SQLITE_WALBUFFER_KILL_CHILD"
+// killChildEnv makes the test binary act as the writer that TestAppendSurvivesKill kills.
+const killChildEnv = "UTS_SQLITE_KILL_CHILD"
 
-// TestWALBufferSurvivesKill kills (SIGKILL) a process appending to the store several times
-// over the same file. The child's writer has a page cache of 20 pages, so its batches of up
+// TestAppendSurvivesKill checks promise 1 at the store, the WAL's gathered writes included:
+// it kills (SIGKILL) a process appending to the store several times over the same file.
+// (Power loss is left to synchronous=FULL, which syncs what was gathered first.) The child's writer has a page cache of 20 pages, so its batches of up
 // to 400 events of 1 KiB spill frames before they commit, and some of its Appends are
 // interrupted after they spilled (rolled back, not acknowledged). Every acknowledged event
 // must be there after each kill, and the file must pass integrity_check.
-func TestWALBufferSurvivesKill(t *testing.T) {
-	if path := os.Getenv(walKillChildEnv); path != "" {
-		walAppendUntilKilled(path)
+func TestAppendSurvivesKill(t *testing.T) {
+	if path := os.Getenv(killChildEnv); path != "" {
+		appendUntilKilled(path)
 		return
 	}
 	t.Parallel()
@@ -187,8 +175,8 @@ func TestWALBufferSurvivesKill(t *testing.T) {
 	acked := map[string]bool{}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for round := range 3 {
-		child := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestWALBufferSurvivesKill$")
-		child.Env = append(os.Environ(), walKillChildEnv+"="+path, "UTS_ROUND="+strconv.Itoa(round))
+		child := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestAppendSurvivesKill$")
+		child.Env = append(os.Environ(), killChildEnv+"="+path, "UTS_ROUND="+strconv.Itoa(round))
 		out, err := child.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -278,7 +266,7 @@ func TestWALBufferSurvivesKill(t *testing.T) {
 	}
 }
 
-func walAppendUntilKilled(path string) {
+func appendUntilKilled(path string) {
 	ctx := context.Background()
 	s, err := Open(ctx, path)
 	if err != nil {
@@ -326,21 +314,7 @@ func walAppendUntilKilled(path string) {
 // what a reader reads for that page. Gathered, that rest would stay in the writer's memory:
 // a reader in the same process would read a frame that is not in the file yet.
 func TestWALBufferWithoutPowersafeOverwrite(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "w.db")
-	w, err := sqlite3.Open(dsn(path, "vfs="+walBufferVFSName, "psow=0", "_pragma=page_size(4096)",
-		"_pragma=journal_mode(wal)", "_pragma=synchronous(full)"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	r, err := sql.Open("sqlite3", dsn(path, "_pragma=query_only(1)"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w, r := openGathering(t, filepath.Join(t.TempDir(), "w.db"), "psow=0")
 	for i := 1; i <= 20; i++ {
 		if err := w.Exec(fmt.Sprintf(`INSERT INTO t VALUES (%d, printf('%%.500c', 'x'))`, i)); err != nil {
 			t.Fatal(err)
@@ -350,4 +324,27 @@ func TestWALBufferWithoutPowersafeOverwrite(t *testing.T) {
 			t.Fatalf("after commit %d the reader sees %d rows, %v", i, n, err)
 		}
 	}
+}
+
+// openGathering opens a writer on the gathering VFS, in WAL mode with synchronous=FULL and
+// the given parameters, creates the table t(id, v) and opens a reader on the default VFS.
+// Both close when the test ends.
+func openGathering(t *testing.T, path string, params ...string) (*sqlite3.Conn, *sql.DB) {
+	t.Helper()
+	params = append([]string{"vfs=" + walBufferVFSName, "_pragma=page_size(4096)", "_pragma=journal_mode(wal)",
+		"_pragma=synchronous(full)"}, params...)
+	w, err := sqlite3.Open(dsn(path, params...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sql.Open("sqlite3", dsn(path, "_pragma=query_only(1)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return w, r
 }
