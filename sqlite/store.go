@@ -129,6 +129,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 			release()
 		}
 	}()
+	// The writer's WAL writes are gathered into one per sync (walbuffer.go); the readers
+	// write nothing and open the file plainly.
 	writer, err := sqlite3.OpenContext(ctx, dsn(path, "vfs="+walBufferVFSName, "_pragma=busy_timeout(10000)", "_pragma=page_size(4096)",
 		"_pragma=journal_mode(wal)", "_pragma=synchronous(full)", "_pragma=temp_store(memory)", "_pragma=cache_size(-65536)"))
 	if err != nil {
