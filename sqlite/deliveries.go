@@ -68,7 +68,10 @@ func (w *writeStatements) recordDeliveries(events []uts.Event, unit []int, recor
 }
 
 func (w *writeStatements) recordChunk(events []uts.Event, rows []int, recordedAt int64, fresh map[string]struct{}) error {
-	stmt := w.recordBySize[len(rows)]
+	stmt, err := w.record.get(len(rows))
+	if err != nil {
+		return err
+	}
 	defer stmt.Reset()
 	bind := binder{stmt: stmt}
 	for _, i := range rows {

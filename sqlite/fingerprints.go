@@ -67,7 +67,10 @@ func (w *writeStatements) probeFingerprints(b *batch, seen *bloom.Filter) error 
 		}
 	}
 	return chunked(maybe, func(rows []int) error {
-		stmt := w.probeBySize[len(rows)]
+		stmt, err := w.probe.get(len(rows))
+		if err != nil {
+			return err
+		}
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {

@@ -18,19 +18,6 @@ const (
 	exactChunk = 32
 )
 
-// chunkSizes are the row counts a statement is compiled for: every count up to exactChunk,
-// then powers of two up to maxChunk.
-func chunkSizes() []int {
-	var sizes []int
-	for n := 1; n <= exactChunk; n++ {
-		sizes = append(sizes, n)
-	}
-	for n := exactChunk * 2; n <= maxChunk; n *= 2 {
-		sizes = append(sizes, n)
-	}
-	return sizes
-}
-
 // chunkSize is the size of the next chunk of rows left: all of them up to exactChunk, else
 // the greatest power of two that fits, up to maxChunk.
 func chunkSize(left int) int {
@@ -44,17 +31,19 @@ func chunkSize(left int) int {
 	return n
 }
 
-// writeStatements are the writer's statements, compiled once at Open. The INSERT exists
-// for each of chunkSizes, so any batch is a few precompiled statements (25 rows: one; 1000
-// rows: 256×3+128+64+32+8).
+// writeStatements are the writer's statements. The fixed ones are compiled at Open; those
+// with one row of parameters per event exist per row count (chunkSize), each compiled the
+// first time a batch needs it: any batch is a few of them (25 rows: one; 1000 rows:
+// 256×3+128+64+32+8), and compiling all 35 sizes of all five at Open made it take half a
+// second under the race detector.
 type writeStatements struct {
-	// lookupBySize finds the stored keys among a batch's (see lookupStored); insertBySize
-	// inserts the others, numbered by SQLite, and insertSeqBySize numbered by Append.
-	lookupBySize    map[int]*sqlite3.Stmt
-	insertBySize    map[int]*sqlite3.Stmt
-	insertSeqBySize map[int]*sqlite3.Stmt
-	probeBySize     map[int]*sqlite3.Stmt // fingerprint reads, like insertBySize
-	recordBySize    map[int]*sqlite3.Stmt // deliveries, like insertBySize
+	// lookup finds the stored keys among a batch's (see lookupStored); inserts inserts the
+	// others, numbered by SQLite, and insertsSeq numbered by Append.
+	lookup     *sizedStatements
+	inserts    *sizedStatements
+	insertsSeq *sizedStatements
+	probe      *sizedStatements // fingerprint reads
+	record     *sizedStatements // deliveries
 	// readCounters reads the high-water marks an Append continues from (see schemaV4).
 	readCounters *sqlite3.Stmt
 	addCounters  *sqlite3.Stmt
@@ -77,9 +66,11 @@ type writeStatements struct {
 }
 
 func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
-	w := &writeStatements{lookupBySize: make(map[int]*sqlite3.Stmt), insertBySize: make(map[int]*sqlite3.Stmt),
-		insertSeqBySize: make(map[int]*sqlite3.Stmt), probeBySize: make(map[int]*sqlite3.Stmt),
-		recordBySize: make(map[int]*sqlite3.Stmt)}
+	sized := func(sql func(rows int) string) *sizedStatements {
+		return &sizedStatements{conn: conn, sql: sql, bySize: make(map[int]*sqlite3.Stmt)}
+	}
+	w := &writeStatements{lookup: sized(lookupSQL), inserts: sized(func(rows int) string { return insertSQL(rows, false) }),
+		insertsSeq: sized(func(rows int) string { return insertSQL(rows, true) }), probe: sized(probeSQL), record: sized(recordSQL)}
 	var err error
 	prepare := func(query string) *sqlite3.Stmt {
 		stmt, _, prepErr := conn.Prepare(query)
@@ -87,13 +78,6 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 			err = fmt.Errorf("prepare %.40q: %w", query, prepErr)
 		}
 		return stmt
-	}
-	for _, n := range chunkSizes() {
-		w.lookupBySize[n] = prepare(lookupSQL(n))
-		w.insertBySize[n] = prepare(insertSQL(n, false))
-		w.insertSeqBySize[n] = prepare(insertSQL(n, true))
-		w.probeBySize[n] = prepare(probeSQL(n))
-		w.recordBySize[n] = prepare(recordSQL(n))
 	}
 	w.readCounters = prepare(`SELECT last_seq, last_processed_at, (SELECT coalesce(max(seq), 0) FROM events) FROM counters WHERE id = 1`)
 	w.addCounters = prepare(`UPDATE counters SET
@@ -185,10 +169,8 @@ func (w *writeStatements) close() error {
 		w.expiryHead, w.expireEvents, w.addExpired, w.recordFingerprint, w.sweepFingerprints, w.deleteFingerprints, w.begin, w.commit, w.rollback, w.ping} {
 		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
-	for _, stmts := range []map[int]*sqlite3.Stmt{w.lookupBySize, w.insertBySize, w.insertSeqBySize, w.probeBySize, w.recordBySize} {
-		for _, stmt := range stmts {
-			errs = append(errs, stmt.Close())
-		}
+	for _, sized := range []*sizedStatements{w.lookup, w.inserts, w.insertsSeq, w.probe, w.record} {
+		errs = append(errs, sized.close())
 	}
 	return errors.Join(errs...)
 }
@@ -225,12 +207,15 @@ func (w *writeStatements) insert(conn *sqlite3.Conn, b *batch, explicitFrom, pro
 		return 0, nil
 	}
 	seq := explicitFrom
-	insertBySize := w.insertBySize
+	inserts := w.inserts
 	if explicitFrom > 0 {
-		insertBySize = w.insertSeqBySize
+		inserts = w.insertsSeq
 	}
 	err = chunked(rows, func(rows []int) error {
-		stmt := insertBySize[len(rows)]
+		stmt, err := inserts.get(len(rows))
+		if err != nil {
+			return err
+		}
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {
@@ -265,7 +250,10 @@ func (w *writeStatements) insert(conn *sqlite3.Conn, b *batch, explicitFrom, pro
 // of those stored with other content. It returns how many it marked.
 func (w *writeStatements) lookupStored(b *batch, rows []int) (stored int, err error) {
 	err = chunked(rows, func(rows []int) error {
-		stmt := w.lookupBySize[len(rows)]
+		stmt, err := w.lookup.get(len(rows))
+		if err != nil {
+			return err
+		}
 		defer stmt.Reset()
 		bind := binder{stmt: stmt}
 		for _, i := range rows {
@@ -292,7 +280,38 @@ func (w *writeStatements) lookupStored(b *batch, rows []int) (stored int, err er
 	return stored, err
 }
 
-// chunked calls insert with rows cut into chunks of precompiled sizes (chunkSize).
+// sizedStatements holds one statement per row count, compiled from sql the first time it is
+// asked for.
+type sizedStatements struct {
+	conn   *sqlite3.Conn
+	sql    func(rows int) string
+	bySize map[int]*sqlite3.Stmt
+}
+
+func (s *sizedStatements) get(rows int) (*sqlite3.Stmt, error) {
+	if stmt := s.bySize[rows]; stmt != nil {
+		return stmt, nil
+	}
+	stmt, _, err := s.conn.Prepare(s.sql(rows))
+	if err != nil {
+		return nil, fmt.Errorf("prepare for %d rows: %w", rows, err)
+	}
+	s.bySize[rows] = stmt
+	return stmt, nil
+}
+
+func (s *sizedStatements) close() error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	for _, stmt := range s.bySize {
+		errs = append(errs, stmt.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// chunked calls insert with rows cut into chunks of the sizes chunkSize gives.
 func chunked(rows []int, insert func(rows []int) error) error {
 	for len(rows) > 0 {
 		n := chunkSize(len(rows))

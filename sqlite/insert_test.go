@@ -61,7 +61,10 @@ func TestFailedInsertGivesTheTransactionUp(t *testing.T) {
 			}
 			b := newBatch(events)
 			// Skip the lookup: insert a stored key, as a lookup that missed it would.
-			stmt := s.writes.insertBySize[1]
+			stmt, err := s.writes.inserts.get(1)
+			if err != nil {
+				return err
+			}
 			defer stmt.Reset()
 			bind := binder{stmt: stmt}
 			bind.text("t")
