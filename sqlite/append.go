@@ -96,7 +96,7 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, explicitFrom, process
 			return nil, classify(ctx, "append: read fingerprints", err)
 		}
 	}
-	lastSeq, err := s.writes.insert(s.writer, b, explicitFrom, processedAt)
+	lastSeq, err := s.writes.insert(b, explicitFrom, processedAt)
 	if err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}

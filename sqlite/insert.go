@@ -37,6 +37,7 @@ func chunkSize(left int) int {
 // 256×3+128+64+32+8), and compiling all 35 sizes of all five at Open made it take half a
 // second under the race detector.
 type writeStatements struct {
+	conn *sqlite3.Conn // the writer's connection, whose statements these are
 	// lookup finds the stored keys among a batch's (see lookupStored); inserts inserts the
 	// others, numbered by SQLite, and insertsSeq numbered by Append.
 	lookup     *sizedStatements
@@ -69,7 +70,7 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	sized := func(sql func(rows int) string) *sizedStatements {
 		return &sizedStatements{conn: conn, sql: sql, bySize: make(map[int]*sqlite3.Stmt)}
 	}
-	w := &writeStatements{lookup: sized(lookupSQL), inserts: sized(func(rows int) string { return insertSQL(rows, false) }),
+	w := &writeStatements{conn: conn, lookup: sized(lookupSQL), inserts: sized(func(rows int) string { return insertSQL(rows, false) }),
 		insertsSeq: sized(func(rows int) string { return insertSQL(rows, true) }), probe: sized(probeSQL), record: sized(recordSQL)}
 	var err error
 	prepare := func(query string) *sqlite3.Stmt {
@@ -180,7 +181,7 @@ func (w *writeStatements) close() error {
 // explicitFrom, explicitFrom+1, and so on when it is not zero. It marks those it inserted,
 // notes the stored hash of each key stored with other content, and returns the greatest seq
 // it handed out, or 0.
-func (w *writeStatements) insert(conn *sqlite3.Conn, b *batch, explicitFrom, processedAt int64) (lastSeq int64, err error) {
+func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (lastSeq int64, err error) {
 	rows := b.distinct
 	if len(b.expiredTag) > 0 {
 		rows = make([]int, 0, len(b.distinct))
@@ -243,7 +244,7 @@ func (w *writeStatements) insert(conn *sqlite3.Conn, b *batch, explicitFrom, pro
 	for _, i := range rows {
 		b.inserted[i] = true
 	}
-	return conn.LastInsertRowID(), nil
+	return w.conn.LastInsertRowID(), nil
 }
 
 // lookupStored marks which of rows (first occurrences) are stored, and notes the stored hash
