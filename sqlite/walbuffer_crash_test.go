@@ -194,6 +194,18 @@ func TestAppendSurvivesKill(t *testing.T) {
 		}()
 		killAt := time.After(time.Duration(800+rng.IntN(2500)) * time.Millisecond)
 		n := 0
+		// noteAcked counts the events of an acknowledgement line, and says whether it was one.
+		noteAcked := func(l string) bool {
+			ids, ok := strings.CutPrefix(l, "acked ")
+			if !ok {
+				return false
+			}
+			for _, id := range strings.Fields(ids) {
+				acked[id] = true
+				n++
+			}
+			return true
+		}
 	read:
 		for {
 			select {
@@ -201,12 +213,7 @@ func TestAppendSurvivesKill(t *testing.T) {
 				if !ok {
 					t.Fatalf("round %d: the child ended before the kill", round)
 				}
-				if ids, ok := strings.CutPrefix(l, "acked "); ok {
-					for _, id := range strings.Fields(ids) {
-						acked[id] = true
-						n++
-					}
-				} else {
+				if !noteAcked(l) {
 					t.Logf("child: %s", l)
 				}
 			case <-killAt:
@@ -216,13 +223,8 @@ func TestAppendSurvivesKill(t *testing.T) {
 		if err := child.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		for l := range lines {
-			if ids, ok := strings.CutPrefix(l, "acked "); ok {
-				for _, id := range strings.Fields(ids) {
-					acked[id] = true
-					n++
-				}
-			}
+		for l := range lines { // acknowledgements written before the kill still count
+			noteAcked(l)
 		}
 		child.Wait()
 		if n == 0 {
