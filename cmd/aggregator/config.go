@@ -60,13 +60,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("db", "UTS_DB")
 	fs.StringVar(&c.Broker, "broker", "", "broker URL: empty for the in-process queue, or redis://HOST:PORT/DB")
 	bind("broker", "UTS_BROKER")
-	fs.IntVar(&c.Workers, "workers", 2, "consumer workers committing batches in parallel (Redis: consume loops, consumers NAME, NAME/2, …)")
+	fs.IntVar(&c.Workers, "workers", 0, "consumer workers committing batches in parallel (Redis: consume loops, consumers NAME, NAME/2, …) (default 1 with SQLite and the in-process queue, 2 otherwise)")
 	bind("workers", "UTS_WORKERS")
 	fs.IntVar(&c.QueueEvents, "queue-events", 100_000, "in-process queue capacity, in events; a full queue answers 503")
 	bind("queue-events", "UTS_QUEUE_EVENTS")
 	fs.IntVar(&c.BatchEvents, "commit-events", 5_000, "most events committed in one transaction")
 	bind("commit-events", "UTS_COMMIT_EVENTS")
-	fs.DurationVar(&c.Linger, "linger", 2*time.Millisecond, "longest a consumer waits to fill a batch")
+	fs.DurationVar(&c.Linger, "linger", 0, "longest a consumer waits to fill a batch (default 0 with SQLite and the in-process queue, 2ms otherwise)")
 	bind("linger", "UTS_LINGER")
 	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", c.Limits.MaxEventBytes, "largest event, in bytes")
 	bind("max-event-bytes", "UTS_MAX_EVENT_BYTES")
@@ -138,9 +138,37 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			if err := fs.Set(name, v); err != nil {
 				return c, fmt.Errorf("%s=%q: %w", variable, v, err)
 			}
+			given[name] = true
 		}
 	}
+	c.applyCommitDefaults(given)
 	return c, c.validate()
+}
+
+// applyCommitDefaults sets -workers and -linger where neither the flag nor its variable did,
+// by what the consumer commits to. SQLite has one writer: with the in-process queue, one
+// worker that commits whatever has queued the moment the last commit ends gathers the
+// largest group no wait could, because requests queue while the writer is busy; a linger
+// only adds its own time to every request, and a second worker only holds a small group while
+// it waits for the writer. One worker without a linger was 1.2 – 1.5× the requests/s of two
+// with 2 ms for single events, and 1.1 – 1.2× the events/s for batches of 100
+// (docs/benchmarks.md, issue #11). PostgreSQL commits in parallel, and in Redis mode the
+// workers are consume loops, so both keep two workers and the 2 ms linger.
+func (c *config) applyCommitDefaults(given map[string]bool) {
+	kind, _, _ := storeKind(c.DB)
+	oneWriter := kind == "sqlite" && c.Broker == ""
+	if !given["workers"] {
+		c.Workers = 2
+		if oneWriter {
+			c.Workers = 1
+		}
+	}
+	if !given["linger"] {
+		c.Linger = 2 * time.Millisecond
+		if oneWriter {
+			c.Linger = 0
+		}
+	}
 }
 
 // envVariables lists every variable the aggregator reads; a test checks the deployment

@@ -44,9 +44,39 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
+// TestCommitDefaultsFollowTheStore: one worker without a linger where one writer commits
+// (SQLite with the in-process queue), two workers and 2 ms elsewhere, and a setting given by
+// flag or variable is kept whatever the store.
+func TestCommitDefaultsFollowTheStore(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		env     map[string]string
+		workers int
+		linger  time.Duration
+	}{
+		{nil, nil, 1, 0},
+		{[]string{"-db", "/tmp/plain.db"}, nil, 1, 0},
+		{[]string{"-db", "postgres://h/db"}, nil, 2, 2 * time.Millisecond},
+		{[]string{"-broker", "redis://h:6379/0"}, nil, 2, 2 * time.Millisecond},
+		{nil, map[string]string{"UTS_DB": "postgresql://h/db"}, 2, 2 * time.Millisecond},
+		{[]string{"-linger", "3ms"}, nil, 1, 3 * time.Millisecond},
+		{nil, map[string]string{"UTS_WORKERS": "4"}, 4, 0},
+		{[]string{"-db", "postgres://h/db", "-linger", "0"}, nil, 2, 0},
+		{[]string{"-db", "postgres://h/db", "-workers", "1"}, map[string]string{"UTS_LINGER": "0s"}, 1, 0},
+	} {
+		c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if c.Workers != tc.workers || c.Linger != tc.linger {
+			t.Errorf("%v %v: workers %d linger %v, want %d and %v", tc.args, tc.env, c.Workers, c.Linger, tc.workers, tc.linger)
+		}
+	}
+}
+
 func TestConfigRejects(t *testing.T) {
 	for _, args := range [][]string{
-		{"-queue-events", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
+		{"-queue-events", "0"}, {"-workers", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
 		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
 		{"-body-timeout", "0s"}, {"-idle-timeout", "-1s"}, {"-max-body-memory", "1000"},
 		{"-pprof", ":6060"}, {"-pprof", "0.0.0.0:6060"}, {"-pprof", "10.0.0.1:6060"}, {"-pprof", "6060"},
