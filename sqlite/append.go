@@ -15,9 +15,9 @@ import (
 //
 // Once retention has expired events, the batch's keys are looked up among their
 // fingerprints first: a key found there is not new (see fingerprints.go). The other distinct
-// keys are looked up in the events' UNIQUE index, which brings back the stored hash of each
-// key stored (a retry if it is this batch's, a conflict if not), and the rest go in with one
-// multi-row INSERT per chunk (see insertSQL). Seq is handed out from the counters' last_seq
+// keys go in with one multi-row INSERT per chunk, which skips those the events' UNIQUE index
+// holds; only those are then looked up, for the stored hash (a retry if it is this batch's,
+// a conflict if not; see insert). Seq is handed out from the counters' last_seq
 // (see schemaV4). Deliveries go in first, and an event whose delivery was recorded before is
 // left out of the rest (see deliveries.go).
 func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
@@ -62,7 +62,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 			if maxSeq < lastSeq {
 				explicitFrom = lastSeq + 1
 			}
-			outcomes, err = s.appendFresh(ctx, fresh, explicitFrom, processedAt)
+			outcomes, err = s.appendFresh(ctx, fresh, maxSeq, explicitFrom, processedAt)
 			return err
 		})
 	})
@@ -87,7 +87,7 @@ func (s *Store) Append(ctx context.Context, events []uts.Event) ([]uts.Outcome, 
 }
 
 // appendFresh stores and counts the batch, none of it delivered before.
-func (s *Store) appendFresh(ctx context.Context, b *batch, explicitFrom, processedAt int64) ([]uts.Outcome, error) {
+func (s *Store) appendFresh(ctx context.Context, b *batch, maxSeq, explicitFrom, processedAt int64) ([]uts.Outcome, error) {
 	if len(b.events) == 0 {
 		return nil, nil
 	}
@@ -96,7 +96,7 @@ func (s *Store) appendFresh(ctx context.Context, b *batch, explicitFrom, process
 			return nil, classify(ctx, "append: read fingerprints", err)
 		}
 	}
-	lastSeq, err := s.writes.insert(b, explicitFrom, processedAt)
+	lastSeq, err := s.writes.insert(b, maxSeq, explicitFrom, processedAt)
 	if err != nil {
 		return nil, classify(ctx, "append: insert", err)
 	}

@@ -38,8 +38,9 @@ func chunkSize(left int) int {
 // second under the race detector.
 type writeStatements struct {
 	conn *sqlite3.Conn // the writer's connection, whose statements these are
-	// lookup finds the stored keys among a batch's (see lookupStored); inserts inserts the
-	// others, numbered by SQLite, and insertsSeq numbered by Append.
+	// inserts inserts a batch's rows, numbered by SQLite, and insertsSeq numbered by Append,
+	// both skipping the keys stored already; lookup finds the stored hash of those (see
+	// insert).
 	lookup     *sizedStatements
 	inserts    *sizedStatements
 	insertsSeq *sizedStatements
@@ -47,9 +48,11 @@ type writeStatements struct {
 	record     *sizedStatements // deliveries
 	// readCounters reads the high-water marks an Append continues from (see schemaV4).
 	readCounters *sqlite3.Stmt
-	addCounters  *sqlite3.Stmt
-	addTopic     *sqlite3.Stmt
-	deadLetter   *sqlite3.Stmt
+	// readTaken reads back the keys an insert took (see markTaken).
+	readTaken   *sqlite3.Stmt
+	addCounters *sqlite3.Stmt
+	addTopic    *sqlite3.Stmt
+	deadLetter  *sqlite3.Stmt
 	// recordDeadLetter records a dead-lettered delivery under the empty key, which no event has.
 	recordDeadLetter *sqlite3.Stmt
 	prune            *sqlite3.Stmt
@@ -81,6 +84,7 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 		return stmt
 	}
 	w.readCounters = prepare(`SELECT last_seq, last_processed_at, (SELECT coalesce(max(seq), 0) FROM events) FROM counters WHERE id = 1`)
+	w.readTaken = prepare(readTakenSQL)
 	w.addCounters = prepare(`UPDATE counters SET
 		received = received + ?1, unique_processed = unique_processed + ?2,
 		duplicate_dropped = duplicate_dropped + ?3, duplicate_conflicts = duplicate_conflicts + ?4,
@@ -115,6 +119,9 @@ func prepareWrites(conn *sqlite3.Conn) (*writeStatements, error) {
 	return w, nil
 }
 
+// readTakenSQL reads back the keys of the rows past a seq, in seq order (see markTaken).
+const readTakenSQL = `SELECT topic, event_id FROM events WHERE seq > ? ORDER BY seq`
+
 // lookupSQL finds which of rows keys are stored, and with what content: each row binds the
 // key's position in the batch, its topic and its event ID, and comes back with the stored
 // hash if the key is stored. The plan is one search of the UNIQUE index a key
@@ -132,24 +139,26 @@ func lookupSQL(rows int) string {
 	return q.String()
 }
 
-// insertSQL inserts rows whose keys lookupSQL did not find, so none can conflict: the
-// writer holds the write lock from the lookup to the insert. Both choices here keep SQLite
-// from writing a statement journal, a copy of every page the statement changes, kept to undo
-// the statement alone if it fails half-way: OR ROLLBACK gives up the whole transaction
-// instead, which its caller retries as a whole anyway, and without a seq column there is no
-// datatype check that could fail a row. An upsert with RETURNING, which this replaced, always
-// kept one, and cost 30 – 40% more CPU a row (docs/benchmarks.md, issue #11).
+// insertSQL inserts rows, skipping each whose key the UNIQUE index holds (see insert): the
+// writer holds the write lock, so what is skipped was stored before this transaction or by
+// it, and never goes in twice. OR IGNORE turns every conflict into a skipped row rather than
+// an abort, and without a seq column there is no datatype check that could fail a row, so
+// SQLite keeps no statement journal, a copy of every page the statement changes kept to undo
+// the statement alone if it fails half-way; an error that is not a conflict gives up the whole
+// transaction. An upsert with RETURNING, which an earlier version used, always kept one, and
+// cost 30 – 40% more CPU a row (docs/benchmarks.md, issue #11).
 //
-// Without seq, SQLite numbers the rows max(seq)+1, +2, … in the order of VALUES, and
-// LastInsertRowID is the greatest; withSeq binds seq first in each row, for Append to number
-// the rows itself after retention deleted the newest events (see schemaV4), which costs the
-// journal again but is rare.
+// Without seq, SQLite numbers the rows it takes max(seq)+1, +2, … in the order of VALUES, a
+// skipped row using no number, and LastInsertRowID is the greatest; withSeq binds seq first
+// in each row, for Append to number the rows itself after retention deleted the newest events
+// (see schemaV4), which costs the journal again but is rare, and leaves the seq of a skipped
+// row unused.
 func insertSQL(rows int, withSeq bool) string {
 	var q strings.Builder
 	if withSeq {
-		q.WriteString(`INSERT OR ROLLBACK INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
+		q.WriteString(`INSERT OR IGNORE INTO events (seq, topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
 	} else {
-		q.WriteString(`INSERT OR ROLLBACK INTO events (topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
+		q.WriteString(`INSERT OR IGNORE INTO events (topic, event_id, ts, source, payload, content_hash, processed_at) VALUES `)
 	}
 	for i := range rows {
 		if i > 0 {
@@ -166,7 +175,7 @@ func insertSQL(rows int, withSeq bool) string {
 
 func (w *writeStatements) close() error {
 	var errs []error
-	for _, stmt := range []*sqlite3.Stmt{w.readCounters, w.addCounters, w.addTopic, w.deadLetter, w.recordDeadLetter, w.prune,
+	for _, stmt := range []*sqlite3.Stmt{w.readCounters, w.readTaken, w.addCounters, w.addTopic, w.deadLetter, w.recordDeadLetter, w.prune,
 		w.expiryHead, w.expireEvents, w.addExpired, w.recordFingerprint, w.sweepFingerprints, w.deleteFingerprints, w.begin, w.commit, w.rollback, w.ping} {
 		errs = append(errs, stmt.Close()) // a nil Stmt closes to nil
 	}
@@ -178,10 +187,17 @@ func (w *writeStatements) close() error {
 
 // insert inserts the batch's first occurrences that no fingerprint names and that are not
 // stored yet, in batch order, which is also the order of their seq: SQLite's next, or
-// explicitFrom, explicitFrom+1, and so on when it is not zero. It marks those it inserted,
-// notes the stored hash of each key stored with other content, and returns the greatest seq
-// it handed out, or 0.
-func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (lastSeq int64, err error) {
+// explicitFrom, explicitFrom+1, and so on when it is not zero (a skipped row's number then
+// stays unused). It marks those it inserted,
+// marks those stored already and notes the stored hash of each stored with other content,
+// and returns the greatest seq it handed out, or 0. after is the greatest seq before it.
+//
+// The rows go in first, with INSERT OR IGNORE: the UNIQUE index skips a stored key in the
+// same search that checks every key anyway. Most batches hold no stored key, and then that
+// is all. Otherwise the rows taken are read back from the end of the table, in seq order,
+// which is batch order, and only the keys skipped are looked up in the index, for their
+// stored hash.
+func (w *writeStatements) insert(b *batch, after, explicitFrom, processedAt int64) (lastSeq int64, err error) {
 	rows := b.distinct
 	if len(b.expiredTag) > 0 {
 		rows = make([]int, 0, len(b.distinct))
@@ -191,19 +207,6 @@ func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (las
 			}
 		}
 	}
-	stored, err := w.lookupStored(b, rows)
-	if err != nil {
-		return 0, err
-	}
-	if stored > 0 {
-		fresh := make([]int, 0, len(rows)-stored)
-		for _, i := range rows {
-			if !b.stored[i] {
-				fresh = append(fresh, i)
-			}
-		}
-		rows = fresh
-	}
 	if len(rows) == 0 {
 		return 0, nil
 	}
@@ -211,7 +214,9 @@ func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (las
 	inserts := w.inserts
 	if explicitFrom > 0 {
 		inserts = w.insertsSeq
+		after = explicitFrom - 1
 	}
+	taken := int64(0)
 	err = chunked(rows, func(rows []int) error {
 		stmt, err := inserts.get(len(rows))
 		if err != nil {
@@ -236,15 +241,69 @@ func (w *writeStatements) insert(b *batch, explicitFrom, processedAt int64) (las
 		if bind.err != nil {
 			return bind.err
 		}
-		return stmt.Exec()
+		if err := stmt.Exec(); err != nil {
+			return err
+		}
+		if n := w.conn.Changes(); n > 0 {
+			taken += n
+			lastSeq = w.conn.LastInsertRowID()
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	for _, i := range rows {
-		b.inserted[i] = true
+	if taken == int64(len(rows)) {
+		for _, i := range rows {
+			b.inserted[i] = true
+		}
+		return lastSeq, nil
 	}
-	return w.conn.LastInsertRowID(), nil
+	skipped, err := w.markTaken(b, rows, after, taken)
+	if err != nil {
+		return 0, err
+	}
+	stored, err := w.lookupStored(b, skipped)
+	if err != nil {
+		return 0, err
+	}
+	if stored != len(skipped) {
+		return 0, errNeitherTakenNorStored
+	}
+	return lastSeq, nil
+}
+
+// markTaken reads back the rows the insert took, the only ones past after, and marks them
+// among rows: they come back in seq order, which is the order of rows, so each is the next
+// of rows with its key. It returns the rows skipped.
+func (w *writeStatements) markTaken(b *batch, rows []int, after, taken int64) (skipped []int, err error) {
+	stmt := w.readTaken
+	defer stmt.Reset()
+	if err := stmt.BindInt64(1, after); err != nil {
+		return nil, err
+	}
+	skipped = make([]int, 0, len(rows)-int(taken))
+	next := 0
+	for stmt.Step() {
+		topic, id := stmt.ColumnRawText(0), stmt.ColumnRawText(1)
+		for next < len(rows) && (string(topic) != b.events[rows[next]].Topic || string(id) != b.events[rows[next]].EventID) {
+			skipped = append(skipped, rows[next])
+			next++
+		}
+		if next == len(rows) {
+			return nil, errNotInBatch
+		}
+		b.inserted[rows[next]] = true
+		next++
+	}
+	if err := stmt.Err(); err != nil {
+		return nil, err
+	}
+	skipped = append(skipped, rows[next:]...)
+	if len(rows)-len(skipped) != int(taken) {
+		return nil, errNeitherTakenNorStored
+	}
+	return skipped, nil
 }
 
 // lookupStored marks which of rows (first occurrences) are stored, and notes the stored hash
@@ -324,7 +383,10 @@ func chunked(rows []int, insert func(rows []int) error) error {
 	return nil
 }
 
-var errNotInBatch = errors.New("a lookup returned a row that is not in the batch")
+var (
+	errNotInBatch            = errors.New("a lookup returned a row that is not in the batch")
+	errNeitherTakenNorStored = errors.New("the insert skipped a row whose key is not stored")
+)
 
 // binder binds a statement's parameters in order and keeps the first error, so that a row
 // of them reads as a row.
