@@ -22,6 +22,18 @@ func edgeEvent(topic, id, payload string) uts.Event {
 	return uts.Event{Topic: topic, EventID: id, Timestamp: time.Unix(1700000000, 3).UTC(), Source: "r", Payload: []byte(payload)}
 }
 
+// appendWanting appends batch and fails the test unless the outcomes are want.
+func appendWanting(t *testing.T, ctx context.Context, s *Store, batch []uts.Event, want []uts.Outcome) {
+	t.Helper()
+	out, err := s.Append(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out, want) {
+		t.Fatalf("outcomes\n%v\nwant\n%v", out, want)
+	}
+}
+
 // chunkEdges lists, for a batch of n rows, the first and last index of each chunk.
 func chunkEdges(n int) []int {
 	var edges []int
@@ -164,13 +176,7 @@ func TestInsertAtChunkEdges(t *testing.T) {
 							newKeys = append(newKeys, batch[i].Key())
 						}
 					}
-					out, err := s.Append(ctx, batch)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !slices.Equal(out, want) {
-						t.Fatalf("outcomes\n%v\nwant\n%v", out, want)
-					}
+					appendWanting(t, ctx, s, batch, want)
 					after := allRows(t, s)
 					if len(after) != len(before)+len(newKeys) {
 						t.Fatalf("%d rows after, %d before, %d new", len(after), len(before), len(newKeys))
@@ -204,7 +210,7 @@ func TestInsertAtChunkEdges(t *testing.T) {
 						t.Fatalf("counters %+v, before %+v, tally %+v", st.Counters, stBefore.Counters, tl)
 					}
 					// The same batch again: everything a duplicate or conflict now, nothing stored.
-					out, err = s.Append(ctx, batch)
+					out, err := s.Append(ctx, batch)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -293,13 +299,7 @@ func TestInsertKeepsOddKeysApart(t *testing.T) {
 					batch = append(batch, edgeEvent(k[0], k[1], `{"x":1}`))
 					want = append(want, uts.OutcomeConflict)
 				}
-				out, err := s.Append(ctx, batch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(out, want) {
-					t.Fatalf("outcomes\n%v\nwant\n%v", out, want)
-				}
+				appendWanting(t, ctx, s, batch, want)
 				after := allRows(t, s)
 				var wantKeys []uts.Key
 				for i, k := range keys {

@@ -20,18 +20,7 @@ func TestLookupUsesTheUniqueIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	stmt, _, err := s.writer.Prepare(`EXPLAIN QUERY PLAN ` + lookupSQL(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stmt.Close()
-	var plan []string
-	for stmt.Step() {
-		plan = append(plan, stmt.ColumnText(3))
-	}
-	if err := stmt.Err(); err != nil {
-		t.Fatal(err)
-	}
+	plan := queryPlan(t, s, lookupSQL(4))
 	if len(plan) != 2 || !strings.HasPrefix(plan[0], "SCAN") ||
 		plan[1] != "SEARCH events USING INDEX sqlite_autoindex_events_1 (topic=? AND event_id=?)" {
 		t.Errorf("plan of the lookup:\n%s\nwant a scan of the batch, then a search of the UNIQUE index", strings.Join(plan, "\n"))
@@ -47,7 +36,16 @@ func TestReadBackUsesTheRowid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	stmt, _, err := s.writer.Prepare(`EXPLAIN QUERY PLAN ` + readTakenSQL)
+	plan := queryPlan(t, s, readTakenSQL)
+	if len(plan) != 1 || plan[0] != "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)" {
+		t.Errorf("plan of the read-back:\n%s\nwant a search of the rowid", strings.Join(plan, "\n"))
+	}
+}
+
+// queryPlan is SQLite's plan for query on the writer, a step a line.
+func queryPlan(t *testing.T, s *Store, query string) []string {
+	t.Helper()
+	stmt, _, err := s.writer.Prepare(`EXPLAIN QUERY PLAN ` + query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +57,7 @@ func TestReadBackUsesTheRowid(t *testing.T) {
 	if err := stmt.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(plan) != 1 || plan[0] != "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)" {
-		t.Errorf("plan of the read-back:\n%s\nwant a search of the rowid", strings.Join(plan, "\n"))
-	}
+	return plan
 }
 
 // TestInsertTellsTakenFromStoredInBatchOrder appends batches that interleave stored and new
