@@ -188,9 +188,9 @@ func (w *writeStatements) close() error {
 // insert inserts the batch's first occurrences that no fingerprint names and that are not
 // stored yet, in batch order, which is also the order of their seq: SQLite's next, or
 // explicitFrom, explicitFrom+1, and so on when it is not zero (a skipped row's number then
-// stays unused). It marks those it inserted,
-// marks those stored already and notes the stored hash of each stored with other content,
-// and returns the greatest seq it handed out, or 0. after is the greatest seq before it.
+// stays unused). It marks those it inserted and those stored already, notes the stored hash
+// of each stored with other content, and returns the greatest seq it handed out, or 0. after
+// is the greatest seq in the table before it.
 //
 // The rows go in first, with INSERT OR IGNORE: the UNIQUE index skips a stored key in the
 // same search that checks every key anyway. Most batches hold no stored key, and then that
