@@ -98,7 +98,8 @@ func TestInsertTellsTakenFromStoredInBatchOrder(t *testing.T) {
 			}
 			next++
 		}
-		before := storedAfter(t, s, -1)
+		before := allRows(t, s)
+		last := before[len(before)-1].seq
 		out, err := s.Append(t.Context(), batch)
 		if err != nil {
 			t.Fatalf("batch of %d: %v", n, err)
@@ -106,40 +107,16 @@ func TestInsertTellsTakenFromStoredInBatchOrder(t *testing.T) {
 		if fmt.Sprint(out) != fmt.Sprint(want) {
 			t.Fatalf("batch of %d:\noutcomes %v\nwant     %v", n, out, want)
 		}
-		var fresh []string
+		var fresh []seqRow
 		for i, e := range batch {
 			if want[i] == uts.OutcomeNew {
-				fresh = append(fresh, fmt.Sprint(before.last+int64(len(fresh))+1, ":", e.EventID))
+				fresh = append(fresh, seqRow{last + int64(len(fresh)) + 1, e.Key()})
 			}
 		}
-		if got := storedAfter(t, s, before.last).rows; fmt.Sprint(got) != fmt.Sprint(fresh) {
+		if got := allRows(t, s)[len(before):]; fmt.Sprint(got) != fmt.Sprint(fresh) {
 			t.Fatalf("batch of %d: stored %v,\nwant the new keys in batch order, seq after seq: %v", n, got, fresh)
 		}
 	}
-}
-
-// storedAfter lists "seq:event_id" of the rows past seq after, and the greatest seq.
-func storedAfter(t *testing.T, s *Store, after int64) (stored struct {
-	rows []string
-	last int64
-}) {
-	t.Helper()
-	stmt, _, err := s.writer.Prepare(`SELECT seq, event_id FROM events WHERE seq > ? ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stmt.Close()
-	if err := stmt.BindInt64(1, after); err != nil {
-		t.Fatal(err)
-	}
-	for stmt.Step() {
-		stored.last = stmt.ColumnInt64(0)
-		stored.rows = append(stored.rows, fmt.Sprint(stored.last, ":", stmt.ColumnText(1)))
-	}
-	if err := stmt.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return stored
 }
 
 // TestMarkTakenRefusesARowNeitherTakenNorStored: if the insert took fewer rows than it
