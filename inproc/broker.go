@@ -20,6 +20,9 @@ type Options struct {
 	BatchEvents int           // max events per commit; default 5_000
 	Linger      time.Duration // max wait to fill a batch; default 2ms, 0 = commit whatever is there
 	Workers     int           // concurrent committers; default 2
+	// CohortWait applies only with no Linger: the longest a worker waits for the requests
+	// its last commit answered to come back (see gather); 0, the default, never waits.
+	CohortWait time.Duration
 }
 
 // DefaultOptions are the options a user gets without setting any.
@@ -48,6 +51,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Linger < 0 {
 		o.Linger = 0
+	}
+	if o.CohortWait < 0 {
+		o.CohortWait = 0
 	}
 	if o.Workers <= 0 {
 		o.Workers = defaultWorkers

@@ -19,8 +19,9 @@ const waitLimit = 10 * time.Second
 
 func TestConformance(t *testing.T) {
 	for name, opts := range map[string]inproc.Options{
-		"defaults": {},
-		"noLinger": {Linger: 0, Workers: 1},
+		"defaults":   {},
+		"noLinger":   {Linger: 0, Workers: 1},
+		"cohortWait": {Linger: 0, Workers: 1, CohortWait: time.Millisecond},
 		// Batches smaller than most requests: whole requests carried over, and requests
 		// larger than a batch committed alone.
 		"tinyBatches": {BatchEvents: 4, Linger: time.Millisecond, Workers: 3},

@@ -24,6 +24,7 @@ func (b *Broker) Consume(ctx context.Context, commit uts.CommitFunc) error {
 			ctx:         commitCtx,
 			batchEvents: b.opts.BatchEvents,
 			linger:      b.opts.Linger,
+			cohortWait:  b.opts.CohortWait,
 		}
 		wg.Go(w.run)
 	}
@@ -42,11 +43,16 @@ type worker struct {
 	ctx         context.Context
 	batchEvents int
 	linger      time.Duration
+	cohortWait  time.Duration
 
 	batch  []*request
 	events []uts.Event
 	carry  *request // taken from the queue but did not fit the last batch
 	timer  *time.Timer
+	// lastAnswered is how many requests the last commit answered, and lastTook how long it
+	// took: the cohort that the next group waits for, and the longest it waits (see gather).
+	lastAnswered int
+	lastTook     time.Duration
 }
 
 func (w *worker) run() {
@@ -66,23 +72,35 @@ func (w *worker) run() {
 
 // gather adds queued requests after first until the batch is full, the linger has passed
 // (or, with no linger, the queue is momentarily empty), or the queue is closed and drained.
+//
+// With no linger, a queue found empty while the group holds fewer than half the requests the
+// last commit answered is waited on once more, for the rest of that cohort: publishers send
+// their next request when their answer comes, so a commit that answered many is followed by
+// a wave of requests a moment later. Committing the few that came first would make the wave
+// wait a whole commit behind them and pay a commit of its own; waiting for it costs the few
+// part of one. The wait ends as soon as the group holds half the cohort, and lasts at most
+// cohortWait and at most as long as the last commit took, beyond which a second commit is
+// the cheaper choice. At light load the cohort is one request, the one that starts the group,
+// so nothing waits (docs/benchmarks.md, issue #11, fifth round).
 func (w *worker) gather(first *request) {
 	w.batch = append(w.batch, first)
 	size := len(first.events)
 	var expired <-chan time.Time
 	if w.linger > 0 && size < w.batchEvents {
-		if w.timer == nil {
-			w.timer = time.NewTimer(w.linger)
-		} else {
-			w.timer.Reset(w.linger)
-		}
+		expired = w.startTimer(w.linger)
 		defer w.timer.Stop()
-		expired = w.timer.C
 	}
+	cohort := 0 // the group size still waited for, while the cohort wait runs
 	for size < w.batchEvents {
 		req, ok := w.next(expired)
 		if !ok {
-			return
+			if expired != nil || !w.waitForCohort() {
+				return
+			}
+			cohort = (w.lastAnswered + 1) / 2
+			expired = w.startTimer(min(w.cohortWait, w.lastTook))
+			defer w.timer.Stop()
+			continue
 		}
 		if size+len(req.events) > w.batchEvents {
 			w.carry = req
@@ -90,7 +108,29 @@ func (w *worker) gather(first *request) {
 		}
 		w.batch = append(w.batch, req)
 		size += len(req.events)
+		if cohort > 0 && len(w.batch) >= cohort {
+			// The cohort is here: take what else has queued, without waiting.
+			w.timer.Stop()
+			expired, cohort = nil, 0
+		}
 	}
+}
+
+// waitForCohort says whether a group that found the queue empty, with no linger, should
+// wait for the rest of the last commit's cohort (see gather). A group waits at most once:
+// once the cohort is in, the group holds half of it and this is false, and once the wait
+// has run out, gather commits.
+func (w *worker) waitForCohort() bool {
+	return w.linger == 0 && w.cohortWait > 0 && w.lastTook > 0 && len(w.batch) < (w.lastAnswered+1)/2
+}
+
+func (w *worker) startTimer(d time.Duration) <-chan time.Time {
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	return w.timer.C
 }
 
 // next returns the next queued request, or false once expired fires (or, when expired is
@@ -113,7 +153,10 @@ func (w *worker) next(expired <-chan time.Time) (*request, bool) {
 }
 
 func (w *worker) commitBatch() {
+	w.lastAnswered = len(w.batch)
+	start := time.Now()
 	defer func() {
+		w.lastTook = time.Since(start)
 		clear(w.batch)
 		w.batch = w.batch[:0]
 	}()

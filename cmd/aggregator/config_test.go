@@ -44,32 +44,38 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
-// TestCommitDefaultsFollowTheStore: one worker without a linger where one writer commits
-// (SQLite with the in-process queue), two workers and 2 ms elsewhere, and a setting given by
-// flag or variable is kept whatever the store.
+// TestCommitDefaultsFollowTheStore: one worker without a linger, waiting up to 1 ms for
+// the last commit's cohort, where one writer commits (SQLite with the in-process queue); two
+// workers, 2 ms and no cohort wait elsewhere; and a setting given by flag or variable is
+// kept whatever the store.
 func TestCommitDefaultsFollowTheStore(t *testing.T) {
 	for _, tc := range []struct {
-		args    []string
-		env     map[string]string
-		workers int
-		linger  time.Duration
+		args       []string
+		env        map[string]string
+		workers    int
+		linger     time.Duration
+		cohortWait time.Duration
 	}{
-		{nil, nil, 1, 0},
-		{[]string{"-db", "/tmp/plain.db"}, nil, 1, 0},
-		{[]string{"-db", "postgres://h/db"}, nil, 2, 2 * time.Millisecond},
-		{[]string{"-broker", "redis://h:6379/0"}, nil, 2, 2 * time.Millisecond},
-		{nil, map[string]string{"UTS_DB": "postgresql://h/db"}, 2, 2 * time.Millisecond},
-		{[]string{"-linger", "3ms"}, nil, 1, 3 * time.Millisecond},
-		{nil, map[string]string{"UTS_WORKERS": "4"}, 4, 0},
-		{[]string{"-db", "postgres://h/db", "-linger", "0"}, nil, 2, 0},
-		{[]string{"-db", "postgres://h/db", "-workers", "1"}, map[string]string{"UTS_LINGER": "0s"}, 1, 0},
+		{nil, nil, 1, 0, time.Millisecond},
+		{[]string{"-db", "/tmp/plain.db"}, nil, 1, 0, time.Millisecond},
+		{[]string{"-db", "postgres://h/db"}, nil, 2, 2 * time.Millisecond, 0},
+		{[]string{"-broker", "redis://h:6379/0"}, nil, 2, 2 * time.Millisecond, 0},
+		{nil, map[string]string{"UTS_DB": "postgresql://h/db"}, 2, 2 * time.Millisecond, 0},
+		{[]string{"-linger", "3ms"}, nil, 1, 3 * time.Millisecond, time.Millisecond},
+		{nil, map[string]string{"UTS_WORKERS": "4"}, 4, 0, time.Millisecond},
+		{[]string{"-db", "postgres://h/db", "-linger", "0"}, nil, 2, 0, 0},
+		{[]string{"-db", "postgres://h/db", "-workers", "1"}, map[string]string{"UTS_LINGER": "0s"}, 1, 0, 0},
+		{[]string{"-cohort-wait", "0"}, nil, 1, 0, 0},
+		{nil, map[string]string{"UTS_COHORT_WAIT": "300us"}, 1, 0, 300 * time.Microsecond},
+		{[]string{"-db", "postgres://h/db", "-linger", "0", "-cohort-wait", "2ms"}, nil, 2, 0, 2 * time.Millisecond},
 	} {
 		c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
 		if err != nil {
 			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
 		}
-		if c.Workers != tc.workers || c.Linger != tc.linger {
-			t.Errorf("%v %v: workers %d linger %v, want %d and %v", tc.args, tc.env, c.Workers, c.Linger, tc.workers, tc.linger)
+		if c.Workers != tc.workers || c.Linger != tc.linger || c.CohortWait != tc.cohortWait {
+			t.Errorf("%v %v: workers %d linger %v cohort wait %v, want %d, %v and %v", tc.args, tc.env,
+				c.Workers, c.Linger, c.CohortWait, tc.workers, tc.linger, tc.cohortWait)
 		}
 	}
 }
@@ -77,7 +83,7 @@ func TestCommitDefaultsFollowTheStore(t *testing.T) {
 func TestConfigRejects(t *testing.T) {
 	for _, args := range [][]string{
 		{"-queue-events", "0"}, {"-workers", "0"}, {"-commit-events", "-1"}, {"-db", "mysql://x"}, {"-db", ""}, {"-broker", "nats://x"},
-		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
+		{"-log-format", "xml"}, {"-linger", "-1s"}, {"-cohort-wait", "-1ms"}, {"-max-body-bytes", "0"}, {"-log-level", "loud"},
 		{"-body-timeout", "0s"}, {"-idle-timeout", "-1s"}, {"-max-body-memory", "1000"},
 		{"-pprof", ":6060"}, {"-pprof", "0.0.0.0:6060"}, {"-pprof", "10.0.0.1:6060"}, {"-pprof", "6060"},
 	} {

@@ -274,7 +274,7 @@ func openStore(ctx context.Context, db string, deliveriesHeld func(context.Conte
 func openBroker(ctx context.Context, cfg config, deadLetter func(ctx context.Context, delivery string, n int) error, logger *slog.Logger) (uts.Broker, error) {
 	if cfg.Broker == "" {
 		return inproc.New(inproc.Options{
-			QueueEvents: cfg.QueueEvents, BatchEvents: cfg.BatchEvents, Linger: cfg.Linger, Workers: cfg.Workers,
+			QueueEvents: cfg.QueueEvents, BatchEvents: cfg.BatchEvents, Linger: cfg.Linger, Workers: cfg.Workers, CohortWait: cfg.CohortWait,
 		}), nil
 	}
 	name := cfg.ConsumerName
