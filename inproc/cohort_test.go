@@ -2,6 +2,7 @@ package inproc_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -13,70 +14,121 @@ import (
 	"github.com/uts-events/uts/inproc"
 )
 
-// timedCommit stores nothing; each call takes the time given (the bubble's clock) and is
-// recorded with its size and the instant it began.
-type timedCommit struct {
-	took time.Duration
+// idCommit takes the time given (the bubble's clock) per call, records every call's event
+// ids and start, and fails any call that holds the poisoned id.
+type idCommit struct {
+	took     time.Duration
+	poisoned string
 
 	mu      sync.Mutex
-	sizes   []int
+	calls   [][]string
 	started []time.Time
 }
 
-func (c *timedCommit) commit(ctx context.Context, events []uts.Event) ([]uts.Outcome, error) {
+var errCohortPoisoned = errors.New("poisoned")
+
+func (c *idCommit) commit(ctx context.Context, evs []uts.Event) ([]uts.Outcome, error) {
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.EventID
+	}
 	c.mu.Lock()
-	c.sizes = append(c.sizes, len(events))
+	c.calls = append(c.calls, ids)
 	c.started = append(c.started, time.Now())
 	c.mu.Unlock()
 	time.Sleep(c.took)
-	outcomes := make([]uts.Outcome, len(events))
+	if c.poisoned != "" && slices.Contains(ids, c.poisoned) {
+		return nil, errCohortPoisoned
+	}
+	outcomes := make([]uts.Outcome, len(evs))
 	for i := range outcomes {
 		outcomes[i] = uts.OutcomeNew
 	}
 	return outcomes, nil
 }
 
-func (c *timedCommit) record() ([]int, []time.Time) {
+func (c *idCommit) record() ([]int, []time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.sizes), slices.Clone(c.started)
-}
-
-// cohortBroker runs a one-worker broker without linger in the bubble, and commits a cohort
-// of seven single-event requests, so that the next group's cohort is seven and the last
-// commit took c.took.
-func cohortBroker(t *testing.T, cohortWait time.Duration, c *timedCommit) *inproc.Broker {
-	b := inproc.New(inproc.Options{Workers: 1, Linger: 0, CohortWait: cohortWait})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- b.Consume(ctx, c.commit) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Consume: %v", err)
-		}
-	})
-	// One request first, then seven that queue behind its commit: a group of seven.
-	publishAll(t, b, "warm", 1)
-	synctest.Wait()
-	publishAll(t, b, "cohort", 7)
-	synctest.Wait()
-	time.Sleep(time.Hour) // until every commit so far is over: the bubble's clock
-	if sizes, _ := c.record(); !slices.Equal(sizes, []int{1, 7}) {
-		t.Fatalf("warm-up commits %v, want [1 7]", sizes)
+	sizes := make([]int, len(c.calls))
+	for i, ids := range c.calls {
+		sizes[i] = len(ids)
 	}
-	return b
+	return sizes, slices.Clone(c.started)
 }
 
-// publishAll publishes n single-event requests at once, without waiting for their answers.
-func publishAll(t *testing.T, b *inproc.Broker, tag string, n int) {
+// committed counts, per event id, the calls that committed it (poisoned calls excluded).
+func (c *idCommit) committed() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := map[string]int{}
+	for _, ids := range c.calls {
+		if c.poisoned != "" && slices.Contains(ids, c.poisoned) {
+			continue
+		}
+		for _, id := range ids {
+			n[id]++
+		}
+	}
+	return n
+}
+
+// startBroker runs Consume in the bubble; stop cancels it and waits for it to return,
+// failing the test unless it returns within the bubble's hour.
+func startBroker(t *testing.T, opts inproc.Options, commit uts.CommitFunc) (b *inproc.Broker, stop func()) {
+	b = inproc.New(opts)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Consume(ctx, commit) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Consume: %v", err)
+			}
+		case <-time.After(time.Hour):
+			t.Errorf("Consume did not return after its context ended")
+		}
+	}
+	t.Cleanup(stop)
+	return b, stop
+}
+
+// warmCohort commits one request, then a group of n single-event requests that queued
+// behind it, and returns the instant that group's commit answered them, with the worker
+// back at the queue: its last commit answered n, took c.took and ended now.
+func warmCohort(t *testing.T, b *inproc.Broker, c *idCommit, n int) {
+	t.Helper()
+	before, _ := c.record()
+	warm := publishAll(t, b, fmt.Sprintf("warm%d-", len(before)), 1)
+	synctest.Wait()
+	cohort := publishAll(t, b, fmt.Sprintf("cohort%d-", len(before)), n)
+	warm()
+	cohort()
+	synctest.Wait()
+	if sizes, _ := c.record(); !slices.Equal(sizes[len(before):], []int{1, n}) {
+		t.Fatalf("warm-up commits %v, want [1 %d]", sizes[len(before):], n)
+	}
+}
+
+// publishAll publishes n single-event requests at once; the function it returns waits until
+// all are answered.
+func publishAll(t *testing.T, b *inproc.Broker, tag string, n int) (wait func()) {
+	var wg sync.WaitGroup
 	for i := range n {
-		go func() {
+		wg.Go(func() {
 			if _, err := b.Publish(t.Context(), events(fmt.Sprintf("%s%d", tag, i), 1)); err != nil {
 				t.Errorf("Publish: %v", err)
 			}
-		}()
+		})
 	}
+	return wg.Wait
 }
 
 // TestCohortWaitGathersTheAnsweredRequests: after a commit that answered seven requests, a
@@ -94,13 +146,14 @@ func TestCohortWaitGathersTheAnsweredRequests(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(tc.cohortWait), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c := &timedCommit{took: 2 * time.Millisecond}
-				b := cohortBroker(t, tc.cohortWait, c)
+				c := &idCommit{took: 2 * time.Millisecond}
+				b, _ := startBroker(t, inproc.Options{Workers: 1, CohortWait: tc.cohortWait}, c.commit)
+				warmCohort(t, b, c, 7)
 				start := time.Now()
-				publishAll(t, b, "lone", 1)
+				lone := publishAll(t, b, "lone", 1)
 				time.Sleep(300 * time.Microsecond)
-				publishAll(t, b, "back", 3)
-				time.Sleep(time.Hour)
+				publishAll(t, b, "back", 3)()
+				lone()
 				sizes, started := c.record()
 				if got := sizes[2:]; !slices.Equal(got, tc.want) {
 					t.Fatalf("commits after the cohort %v, want %v", got, tc.want)
@@ -117,23 +170,29 @@ func TestCohortWaitGathersTheAnsweredRequests(t *testing.T) {
 	}
 }
 
-// TestCohortWaitEndsAtItsLimit: a lone request after a cohort of seven waits no longer than
-// the cohort wait, nor longer than the last commit took, and is then committed alone.
+// TestCohortWaitEndsAtItsLimit: a lone request after a cohort of seven waits at most until
+// the cohort wait, or the last commit's own duration if shorter, has passed since that commit
+// ended, and is then committed alone; one that comes after that does not wait at all, since
+// nobody from that cohort is coming back.
 func TestCohortWaitEndsAtItsLimit(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		took, cohortWait, wantWait time.Duration
+		took, idle, wantWait time.Duration
 	}{
-		{2 * time.Millisecond, time.Millisecond, time.Millisecond},
-		{400 * time.Microsecond, time.Millisecond, 400 * time.Microsecond},
+		{2 * time.Millisecond, 0, time.Millisecond},
+		{400 * time.Microsecond, 0, 400 * time.Microsecond},
+		{2 * time.Millisecond, 600 * time.Microsecond, 400 * time.Microsecond},
+		{2 * time.Millisecond, time.Millisecond, 0},
+		{2 * time.Millisecond, time.Hour, 0},
 	} {
-		t.Run(fmt.Sprintf("took=%v", tc.took), func(t *testing.T) {
+		t.Run(fmt.Sprintf("took=%v/idle=%v", tc.took, tc.idle), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c := &timedCommit{took: tc.took}
-				b := cohortBroker(t, tc.cohortWait, c)
+				c := &idCommit{took: tc.took}
+				b, _ := startBroker(t, inproc.Options{Workers: 1, CohortWait: time.Millisecond}, c.commit)
+				warmCohort(t, b, c, 7)
+				time.Sleep(tc.idle)
 				start := time.Now()
-				publishAll(t, b, "lone", 1)
-				time.Sleep(time.Hour)
+				publishAll(t, b, "lone", 1)()
 				sizes, started := c.record()
 				if !slices.Equal(sizes[2:], []int{1}) {
 					t.Fatalf("commits after the cohort %v, want [1]", sizes[2:])
@@ -151,11 +210,8 @@ func TestCohortWaitEndsAtItsLimit(t *testing.T) {
 func TestCohortWaitAddsNothingAtLightLoad(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c := &timedCommit{took: 2 * time.Millisecond}
-		b := inproc.New(inproc.Options{Workers: 1, Linger: 0, CohortWait: time.Millisecond})
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error)
-		go func() { done <- b.Consume(ctx, c.commit) }()
+		c := &idCommit{took: 2 * time.Millisecond}
+		b, _ := startBroker(t, inproc.Options{Workers: 1, CohortWait: time.Millisecond}, c.commit)
 		for i := range 5 {
 			sent := time.Now()
 			if _, err := b.Publish(t.Context(), events(fmt.Sprintf("one%d", i), 1)); err != nil {
@@ -164,10 +220,6 @@ func TestCohortWaitAddsNothingAtLightLoad(t *testing.T) {
 			if took := time.Since(sent); took != c.took {
 				t.Errorf("request %d answered after %v, want the commit's %v alone", i, took, c.took)
 			}
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Consume: %v", err)
 		}
 	})
 }

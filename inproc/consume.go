@@ -24,7 +24,7 @@ func (b *Broker) Consume(ctx context.Context, commit uts.CommitFunc) error {
 			ctx:         commitCtx,
 			batchEvents: b.opts.BatchEvents,
 			linger:      b.opts.Linger,
-			cohortWait:  b.opts.CohortWait,
+			cohortLimit: b.opts.CohortWait,
 		}
 		wg.Go(w.run)
 	}
@@ -43,16 +43,18 @@ type worker struct {
 	ctx         context.Context
 	batchEvents int
 	linger      time.Duration
-	cohortWait  time.Duration
+	cohortLimit time.Duration // Options.CohortWait
 
 	batch  []*request
 	events []uts.Event
 	carry  *request // taken from the queue but did not fit the last batch
 	timer  *time.Timer
-	// lastAnswered is how many requests the last commit answered, and lastTook how long it
-	// took: the cohort that the next group waits for, and the longest it waits (see gather).
+	// lastAnswered is how many requests the last commit answered, lastTook how long it took
+	// and lastEnded when: the cohort that the next group waits for, and until when (see
+	// gather).
 	lastAnswered int
 	lastTook     time.Duration
+	lastEnded    time.Time
 }
 
 func (w *worker) run() {
@@ -78,28 +80,33 @@ func (w *worker) run() {
 // their next request when their answer comes, so a commit that answered many is followed by
 // a wave of requests a moment later. Committing the few that came first would make the wave
 // wait a whole commit behind them and pay a commit of its own; waiting for it costs the few
-// part of one. The wait ends as soon as the group holds half the cohort, and lasts at most
-// cohortWait and at most as long as the last commit took, beyond which a second commit is
-// the cheaper choice. At light load the cohort is one request, the one that starts the group,
-// so nothing waits (docs/benchmarks.md, issue #11, fifth round).
+// part of one. The wait ends as soon as the group holds half the cohort, and at the latest
+// cohortWait after the last commit ended, or as long after it as that commit took, whichever
+// is sooner: beyond that a second commit is the cheaper choice, and a cohort that has not
+// come back by then (publishers that stopped, or back off) is not waited for. At light load
+// the cohort is one request, the one that starts the group, so nothing waits
+// (docs/benchmarks.md, issue #11, fifth round).
 func (w *worker) gather(first *request) {
+	defer w.stopTimer()
 	w.batch = append(w.batch, first)
 	size := len(first.events)
 	var expired <-chan time.Time
 	if w.linger > 0 && size < w.batchEvents {
 		expired = w.startTimer(w.linger)
-		defer w.timer.Stop()
 	}
-	cohort := 0 // the group size still waited for, while the cohort wait runs
+	cohort := 0 // the group size waited for, while the cohort wait runs
 	for size < w.batchEvents {
 		req, ok := w.next(expired)
 		if !ok {
-			if expired != nil || !w.waitForCohort() {
+			if expired != nil {
+				return // the linger or the cohort wait ran out, or the queue is closed
+			}
+			wait := w.cohortWait()
+			if wait <= 0 {
 				return
 			}
 			cohort = (w.lastAnswered + 1) / 2
-			expired = w.startTimer(min(w.cohortWait, w.lastTook))
-			defer w.timer.Stop()
+			expired = w.startTimer(wait)
 			continue
 		}
 		if size+len(req.events) > w.batchEvents {
@@ -109,19 +116,21 @@ func (w *worker) gather(first *request) {
 		w.batch = append(w.batch, req)
 		size += len(req.events)
 		if cohort > 0 && len(w.batch) >= cohort {
-			// The cohort is here: take what else has queued, without waiting.
+			// The cohort is here: take what else has queued, without waiting. The group now
+			// holds half the cohort, so cohortWait says no from here on: one wait a group.
 			w.timer.Stop()
 			expired, cohort = nil, 0
 		}
 	}
 }
 
-// waitForCohort says whether a group that found the queue empty, with no linger, should
-// wait for the rest of the last commit's cohort (see gather). A group waits at most once:
-// once the cohort is in, the group holds half of it and this is false, and once the wait
-// has run out, gather commits.
-func (w *worker) waitForCohort() bool {
-	return w.linger == 0 && w.cohortWait > 0 && w.lastTook > 0 && len(w.batch) < (w.lastAnswered+1)/2
+// cohortWait is how long a group that found the queue empty should wait for the rest of the
+// last commit's cohort (see gather), or 0 or less for not at all.
+func (w *worker) cohortWait() time.Duration {
+	if w.linger > 0 || w.cohortLimit <= 0 || len(w.batch) >= (w.lastAnswered+1)/2 {
+		return 0
+	}
+	return min(w.cohortLimit, w.lastTook) - time.Since(w.lastEnded)
 }
 
 func (w *worker) startTimer(d time.Duration) <-chan time.Time {
@@ -131,6 +140,12 @@ func (w *worker) startTimer(d time.Duration) <-chan time.Time {
 		w.timer.Reset(d)
 	}
 	return w.timer.C
+}
+
+func (w *worker) stopTimer() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 }
 
 // next returns the next queued request, or false once expired fires (or, when expired is
@@ -156,7 +171,8 @@ func (w *worker) commitBatch() {
 	w.lastAnswered = len(w.batch)
 	start := time.Now()
 	defer func() {
-		w.lastTook = time.Since(start)
+		w.lastEnded = time.Now()
+		w.lastTook = w.lastEnded.Sub(start)
 		clear(w.batch)
 		w.batch = w.batch[:0]
 	}()

@@ -69,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bind("commit-events", "UTS_COMMIT_EVENTS")
 	fs.DurationVar(&c.Linger, "linger", 0, "longest a consumer waits to fill a batch (default 0 with SQLite and the in-process queue, 2ms otherwise)")
 	bind("linger", "UTS_LINGER")
-	fs.DurationVar(&c.CohortWait, "cohort-wait", 0, "with no -linger, longest the in-process queue waits for the requests its last commit answered to come back, and never longer than that commit took (default 1ms with SQLite and the in-process queue, 0 otherwise)")
+	fs.DurationVar(&c.CohortWait, "cohort-wait", 0, "with no -linger, longest the in-process queue waits, after a commit, for the requests it answered to come back, and never longer than that commit took (default 1ms with SQLite, the in-process queue, one worker and no linger; 0 otherwise)")
 	bind("cohort-wait", "UTS_COHORT_WAIT")
 	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", c.Limits.MaxEventBytes, "largest event, in bytes")
 	bind("max-event-bytes", "UTS_MAX_EVENT_BYTES")
@@ -174,7 +174,8 @@ func (c *config) applyCommitDefaults(given map[string]bool) {
 			c.Linger = 0
 		}
 	}
-	if !given["cohort-wait"] && oneWriter {
+	// The cohort wait was measured with one worker and no linger, and a linger replaces it.
+	if !given["cohort-wait"] && oneWriter && c.Workers == 1 && c.Linger == 0 {
 		c.CohortWait = time.Millisecond
 	}
 }

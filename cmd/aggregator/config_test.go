@@ -45,9 +45,9 @@ func TestConfigPrecedence(t *testing.T) {
 }
 
 // TestCommitDefaultsFollowTheStore: one worker without a linger, waiting up to 1 ms for
-// the last commit's cohort, where one writer commits (SQLite with the in-process queue); two
-// workers, 2 ms and no cohort wait elsewhere; and a setting given by flag or variable is
-// kept whatever the store.
+// the last commit's cohort, where one writer commits (SQLite with the in-process queue), and
+// no cohort wait if another worker count or a linger is given; two workers, 2 ms and no
+// cohort wait elsewhere; and a setting given by flag or variable is kept whatever the store.
 func TestCommitDefaultsFollowTheStore(t *testing.T) {
 	for _, tc := range []struct {
 		args       []string
@@ -61,8 +61,9 @@ func TestCommitDefaultsFollowTheStore(t *testing.T) {
 		{[]string{"-db", "postgres://h/db"}, nil, 2, 2 * time.Millisecond, 0},
 		{[]string{"-broker", "redis://h:6379/0"}, nil, 2, 2 * time.Millisecond, 0},
 		{nil, map[string]string{"UTS_DB": "postgresql://h/db"}, 2, 2 * time.Millisecond, 0},
-		{[]string{"-linger", "3ms"}, nil, 1, 3 * time.Millisecond, time.Millisecond},
-		{nil, map[string]string{"UTS_WORKERS": "4"}, 4, 0, time.Millisecond},
+		{[]string{"-linger", "3ms"}, nil, 1, 3 * time.Millisecond, 0},
+		{nil, map[string]string{"UTS_WORKERS": "4"}, 4, 0, 0},
+		{[]string{"-workers", "3", "-cohort-wait", "1ms"}, nil, 3, 0, time.Millisecond},
 		{[]string{"-db", "postgres://h/db", "-linger", "0"}, nil, 2, 0, 0},
 		{[]string{"-db", "postgres://h/db", "-workers", "1"}, map[string]string{"UTS_LINGER": "0s"}, 1, 0, 0},
 		{[]string{"-cohort-wait", "0"}, nil, 1, 0, 0},
