@@ -156,7 +156,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 // worker without a linger was 1.2 – 1.5× the requests/s of two with 2 ms for single events,
 // and 1.1 – 1.2× the events/s for batches of 100. The one wait kept is for the requests the
 // last commit answered, which come back together (see inproc's gather): single events
-// 1.02 – 1.22× (median 1.05) in eleven alternated rounds, batches and light load unchanged
+// 0.88 – 1.22× (median 1.05) in 19 alternated rounds, batches and light load unchanged
 // (docs/benchmarks.md, issue #11). PostgreSQL commits in parallel, and in Redis mode the
 // workers are consume loops, so both keep two workers, the 2 ms linger and no cohort wait.
 func (c *config) applyCommitDefaults(given map[string]bool) {
