@@ -87,22 +87,39 @@ func TestConcurrentOverlappingWriters(t *testing.T) {
 		t.Fatalf("Append: %v", err)
 	}
 
-	stored := make(map[uts.Key]uts.StoredEvent)
-	for q := (uts.EventQuery{Limit: 500}); ; {
-		page, err := s.Events(ctx, q)
-		if err != nil {
-			t.Fatalf("Events: %v", err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, e := range page {
-			if _, dup := stored[e.Key()]; dup {
-				t.Fatalf("%v stored twice", e.Key())
+	// The feed holds back events above the oldest transaction in flight in the database, and
+	// other tests' transactions run in it too (a stall test holds one for seconds): the feed
+	// is then late, never wrong. So the listing is read again until it holds every key
+	// appended, or a minute has passed and the check below names the missing one.
+	var stored map[uts.Key]uts.StoredEvent
+	listAll := func() error {
+		stored = make(map[uts.Key]uts.StoredEvent)
+		for q := (uts.EventQuery{Limit: 500}); ; {
+			page, err := s.Events(ctx, q)
+			if err != nil {
+				t.Fatalf("Events: %v", err)
 			}
-			stored[e.Key()] = e
+			if len(page) == 0 {
+				break
+			}
+			for _, e := range page {
+				if _, dup := stored[e.Key()]; dup {
+					t.Fatalf("%v stored twice", e.Key())
+				}
+				stored[e.Key()] = e
+			}
+			q.After = page[len(page)-1].Cursor
 		}
-		q.After = page[len(page)-1].Cursor
+		for _, r := range results {
+			if _, ok := stored[r.event.Key()]; !ok {
+				return fmt.Errorf("%v not listed yet", r.event.Key())
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(time.Minute)
+	for listAll() != nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	var want uts.Counters

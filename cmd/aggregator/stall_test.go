@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/uts-events/uts/internal/testenv"
+	"github.com/uts-events/uts/postgres"
 )
 
 // A stalled PostgreSQL answers, so its pings pass, but whatever touches the events table
@@ -26,6 +27,14 @@ const stallTimeout = "200"
 func startStalledRun(t *testing.T, args ...string) (url, db string) {
 	t.Helper()
 	db = testenv.PostgresSchema(t)
+	// The schema is migrated first, without the timeout: these tests are about stalls while
+	// serving, and under the whole suite's load a migration's statements can take longer
+	// than 200 ms, which failed the aggregator's start (CI, 2026-11-30).
+	store, err := postgres.Open(context.Background(), db)
+	if err != nil {
+		t.Fatalf("migrating the schema: %v", err)
+	}
+	store.Close()
 	url, stop := startRun(t, append([]string{"-db", testenv.WithParam(t, db, "statement_timeout", stallTimeout)}, args...)...)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
