@@ -20,9 +20,7 @@ import (
 func TestCohortWaitEndsAtShutdown(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c := &idCommit{took: 2 * time.Millisecond}
-		b, stop := startBroker(t, inproc.Options{Workers: 1, CohortWait: time.Millisecond}, c.commit)
-		warmCohort(t, b, c, 7)
+		b, stop, c := afterCohortOf7(t, 2*time.Millisecond, time.Millisecond)
 		start := time.Now()
 		result := publishAsync(t.Context(), b, events("lone", 1))
 		time.Sleep(100 * time.Microsecond) // the lone request waits for its cohort
@@ -144,9 +142,7 @@ func TestCohortWaitAfterAFailingGroup(t *testing.T) {
 func TestCohortWaitOutlivesAnAbandonedPublisher(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c := &idCommit{took: 2 * time.Millisecond}
-		b, _ := startBroker(t, inproc.Options{Workers: 1, CohortWait: time.Millisecond}, c.commit)
-		warmCohort(t, b, c, 7)
+		b, _, c := afterCohortOf7(t, 2*time.Millisecond, time.Millisecond)
 		ctx, cancel := context.WithCancel(t.Context())
 		start := time.Now()
 		result := publishAsync(ctx, b, events("impatient", 1))

@@ -117,6 +117,16 @@ func warmCohort(t *testing.T, b *inproc.Broker, c *idCommit, n int) {
 	}
 }
 
+// afterCohortOf7 starts a one-worker broker whose commits take took, with the cohort wait
+// given, and returns it the instant a commit of seven requests has answered them.
+func afterCohortOf7(t *testing.T, took, cohortWait time.Duration) (*inproc.Broker, func(), *idCommit) {
+	t.Helper()
+	c := &idCommit{took: took}
+	b, stop := startBroker(t, inproc.Options{Workers: 1, CohortWait: cohortWait}, c.commit)
+	warmCohort(t, b, c, 7)
+	return b, stop, c
+}
+
 // publishAll publishes n single-event requests at once; the function it returns waits until
 // all are answered.
 func publishAll(t *testing.T, b *inproc.Broker, tag string, n int) (wait func()) {
@@ -146,9 +156,7 @@ func TestCohortWaitGathersTheAnsweredRequests(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(tc.cohortWait), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c := &idCommit{took: 2 * time.Millisecond}
-				b, _ := startBroker(t, inproc.Options{Workers: 1, CohortWait: tc.cohortWait}, c.commit)
-				warmCohort(t, b, c, 7)
+				b, _, c := afterCohortOf7(t, 2*time.Millisecond, tc.cohortWait)
 				start := time.Now()
 				lone := publishAll(t, b, "lone", 1)
 				time.Sleep(300 * time.Microsecond)
@@ -187,9 +195,7 @@ func TestCohortWaitEndsAtItsLimit(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("took=%v/idle=%v", tc.took, tc.idle), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c := &idCommit{took: tc.took}
-				b, _ := startBroker(t, inproc.Options{Workers: 1, CohortWait: time.Millisecond}, c.commit)
-				warmCohort(t, b, c, 7)
+				b, _, c := afterCohortOf7(t, tc.took, time.Millisecond)
 				time.Sleep(tc.idle)
 				start := time.Now()
 				publishAll(t, b, "lone", 1)()
