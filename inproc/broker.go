@@ -20,8 +20,9 @@ type Options struct {
 	BatchEvents int           // max events per commit; default 5_000
 	Linger      time.Duration // max wait to fill a batch; default 2ms, 0 = commit whatever is there
 	Workers     int           // concurrent committers; default 2
-	// CohortWait applies only with no Linger: the longest a worker waits for the requests
-	// its last commit answered to come back (see gather); 0, the default, never waits.
+	// CohortWait applies only with no Linger: how long after a commit a worker still waits
+	// for the requests that commit answered to come back (see gather); 0, the default, never
+	// waits.
 	CohortWait time.Duration
 }
 

@@ -81,7 +81,7 @@ func (w *worker) run() {
 // a wave of requests a moment later. Committing the few that came first would make the wave
 // wait a whole commit behind them and pay a commit of its own; waiting for it costs the few
 // part of one. The wait ends as soon as the group holds half the cohort, and at the latest
-// cohortWait after the last commit ended, or as long after it as that commit took, whichever
+// cohortLimit after the last commit ended, or as long after it as that commit took, whichever
 // is sooner: beyond that a second commit is the cheaper choice, and a cohort that has not
 // come back by then (publishers that stopped, or back off) is not waited for. At light load
 // the cohort is one request, the one that starts the group, so nothing waits
@@ -105,7 +105,7 @@ func (w *worker) gather(first *request) {
 			if wait <= 0 {
 				return
 			}
-			cohort = (w.lastAnswered + 1) / 2
+			cohort = w.halfCohort()
 			expired = w.startTimer(wait)
 			continue
 		}
@@ -127,11 +127,15 @@ func (w *worker) gather(first *request) {
 // cohortWait is how long a group that found the queue empty should wait for the rest of the
 // last commit's cohort (see gather), or 0 or less for not at all.
 func (w *worker) cohortWait() time.Duration {
-	if w.linger > 0 || w.cohortLimit <= 0 || len(w.batch) >= (w.lastAnswered+1)/2 {
+	if w.linger > 0 || w.cohortLimit <= 0 || len(w.batch) >= w.halfCohort() {
 		return 0
 	}
 	return min(w.cohortLimit, w.lastTook) - time.Since(w.lastEnded)
 }
+
+// halfCohort is the group size that ends a cohort wait: half the requests the last commit
+// answered, rounded up.
+func (w *worker) halfCohort() int { return (w.lastAnswered + 1) / 2 }
 
 func (w *worker) startTimer(d time.Duration) <-chan time.Time {
 	if w.timer == nil {
